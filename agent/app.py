@@ -1,0 +1,191 @@
+"""Composition root: the only place that sees the whole config and wires the stages."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from agent.config.schema import AgentConfig
+from agent.core.clock import MonotonicClock
+from agent.errors import EdgeAgentError, SourceError
+from agent.extractors.speech import build_recognizer
+from agent.extractors.vad import Segmenter, SileroVad
+from agent.extractors.vision import FaceDetector
+from agent.fusion.weighted import WeightedSum
+from agent.health.notify import Heartbeats, Notifier, Watchdog
+from agent.models.store import ModelStore
+from agent.pipeline import Models, Pipeline
+from agent.publish.sink import Sink
+from agent.sources.base import AudioSource, VideoSource, open_audio, open_video
+from agent.sources.files import VideoFileSource, WavFileSource
+from agent.sync.ring import FrameRing
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def build_pipeline(
+    cfg: AgentConfig, sink: Sink, beats: Heartbeats | None = None
+) -> Pipeline:
+    store = ModelStore(cfg.models.dir)
+    vad_session, vad_manifest = store.load(cfg.vad.model)
+    vis_session, vis_manifest = store.load(cfg.vision.model, threads=cfg.vision.threads)
+    detector = FaceDetector(vis_session, vis_manifest.preprocess, vis_manifest.postprocess)
+    recognizer = build_recognizer(cfg.speech, cfg.intents)
+    return Pipeline(
+        device_id=cfg.device_id,
+        frames=FrameRing(cfg.buffer.seconds),
+        segmenter=Segmenter(cfg.vad, SileroVad(vad_session)),
+        recognizer=recognizer,
+        scorer=detector,
+        fuser=WeightedSum(cfg.fusion),
+        vision_cfg=cfg.vision,
+        fusion_cfg=cfg.fusion,
+        rule_cfg=cfg.events.voice_command,
+        models=Models(vision=vis_manifest.ref, vad=vad_manifest.ref),
+        sink=sink,
+        on_progress=beats.beat if beats else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    media_s: float
+    wall_s: float
+    cpu_s: float
+    frames: int
+    chunks: int
+
+
+def replay(
+    pipeline: Pipeline, video: Path, audio: Path, *, realtime: bool = False, chunk_ms: int = 32
+) -> ReplayReport:
+    """Feed recorded media through ``pipeline`` in timestamp order (one media clock)."""
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    vsrc = VideoFileSource(video)
+    asrc = WavFileSource(audio, chunk_ms=chunk_ms)
+    frames = chunks = 0
+    try:
+        nxt = vsrc.read()
+        while (chunk := asrc.read()) is not None:
+            if realtime:
+                delay = chunk.end_ns / 1e9 - (time.perf_counter() - wall0)
+                if delay > 0:
+                    time.sleep(delay)
+            # Frames up to the end of this chunk exist "now", as they would live.
+            while nxt is not None and nxt.t_ns <= chunk.end_ns:
+                pipeline.on_frame(nxt)
+                frames += 1
+                nxt = vsrc.read()
+            pipeline.on_audio(chunk)
+            chunks += 1
+        while nxt is not None:
+            pipeline.on_frame(nxt)
+            frames += 1
+            nxt = vsrc.read()
+        pipeline.finish()
+    finally:
+        vsrc.close()
+        asrc.close()
+    return ReplayReport(
+        media_s=asrc.duration_s,
+        wall_s=time.perf_counter() - wall0,
+        cpu_s=time.process_time() - cpu0,
+        frames=frames,
+        chunks=chunks,
+    )
+
+
+class LiveAgent:
+    """The daemon: capture threads feed the pipeline; systemd is told how it goes."""
+
+    def __init__(self, cfg: AgentConfig) -> None:
+        from agent.publish.mqtt import MqttPublisher
+
+        self.cfg = cfg
+        self._stop = threading.Event()
+        self.beats = Heartbeats(cfg.health.stall_seconds)
+        self.notifier = Notifier()
+        self.publisher = MqttPublisher(cfg.mqtt, cfg.device_id)
+        self.pipeline = build_pipeline(cfg, self.publisher, self.beats)
+        self.beats.add_check("mqtt", self.publisher.network_alive)
+        self._clock = MonotonicClock()
+
+    def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
+        _LOGGER.info("stopping (signal %d)", signum)
+        self._stop.set()
+
+    def _camera_loop(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                cam: VideoSource = open_video(self.cfg.camera, self._clock)
+            except SourceError as err:
+                _LOGGER.warning("camera: %s; retrying in %.0f s", err, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            backoff = 1.0
+            try:
+                while not self._stop.is_set():
+                    frame = cam.read()
+                    if frame is None:
+                        break
+                    self.pipeline.on_frame(frame)
+            except SourceError as err:
+                _LOGGER.warning("camera: %s", err)
+            finally:
+                cam.close()
+            self._stop.wait(backoff)
+
+    def _audio_loop(self, mic: AudioSource) -> None:
+        while not self._stop.is_set():
+            try:
+                chunk = mic.read()
+            except SourceError as err:
+                _LOGGER.warning("microphone: %s", err)
+                continue
+            if chunk is None:
+                _LOGGER.warning("microphone stream ended")
+                self._stop.set()
+                break
+            self.pipeline.on_audio(chunk)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        mic = open_audio(self.cfg.microphone, self._clock)
+        self.publisher.start()
+        threads = [
+            threading.Thread(target=self._camera_loop, name="camera", daemon=True),
+            threading.Thread(target=self._audio_loop, args=(mic,), name="audio", daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        self.notifier.ready(f"running: camera {self.cfg.camera.source}, mic {mic.name}")
+        watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        dog = None
+        if watchdog_usec:
+            dog = Watchdog(self.notifier, self.beats, watchdog_usec / 2e6)
+            dog.start()
+        _LOGGER.info("edge-agent %s running", self.cfg.device_id)
+        try:
+            while not self._stop.wait(0.5):
+                pass
+        finally:
+            self.notifier.stopping()
+            if dog:
+                dog.stop()
+            for t in threads:
+                t.join(timeout=3)
+            try:
+                mic.close()
+            except EdgeAgentError as err:
+                _LOGGER.warning("closing microphone: %s", err)
+            self.publisher.close()
+        return 0

@@ -1,0 +1,183 @@
+"""Command line: run, check-config, replay, demo, models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent import __version__
+from agent.config.loader import load_config
+from agent.config.schema import AgentConfig
+from agent.errors import ConfigError, EdgeAgentError
+
+_LOGGER = logging.getLogger(__name__)
+
+EX_OK, EX_FAIL, EX_USAGE, EX_CONFIG = 0, 1, 64, 78
+SAMPLES = Path(__file__).resolve().parent / "samples"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edge-agent",
+        description="Sees and hears in the same moment; publishes what it recognizes over MQTT.",
+    )
+    p.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", "-c", type=Path, required=True, help="config YAML")
+
+    check = sub.add_parser("check-config", help="validate a config file (exit 0 or 78)")
+    check.add_argument("config", type=Path)
+
+    rp = sub.add_parser("replay", help="run the pipeline over recorded media; JSON events on stdout")
+    rp.add_argument("--config", "-c", type=Path, help="config YAML (default: built-in defaults)")
+    rp.add_argument("--video", type=Path, required=True, help="video file (e.g. MJPG AVI)")
+    rp.add_argument("--audio", type=Path, required=True, help="WAV file (resampled to 16 kHz mono)")
+    rp.add_argument("--broker", metavar="HOST:PORT", help="also publish the events to this broker")
+    rp.add_argument("--realtime", action="store_true", help="pace the media at real time")
+    rp.add_argument("--stats", action="store_true", help="print stage timings to stderr at the end")
+
+    demo = sub.add_parser("demo", help="bundled sample scenes through the whole pipeline and a broker")
+    demo.add_argument("--scene", action="append", help="only this scene (repeatable)")
+    demo.add_argument(
+        "--no-broker", action="store_true", help="skip MQTT; print events from the in-process sink"
+    )
+
+    models = sub.add_parser("models", help="model store")
+    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    ml = msub.add_parser("list", help="list models")
+    ml.add_argument("--json", action="store_true")
+    msub.add_parser("verify", help="check every model file against its manifest sha256")
+    for m in (ml, *msub.choices.values()):
+        m.add_argument("--dir", type=Path, help="model store (default: bundled models/)")
+    return p
+
+
+def _config(path: Path | None) -> AgentConfig:
+    return load_config(path) if path is not None else AgentConfig()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    print(f"{args.config}: OK (device {cfg.device_id}, {len(cfg.intents)} intents)")
+    return EX_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent.app import LiveAgent
+
+    cfg = load_config(args.config)
+    if not args.verbose:
+        logging.getLogger().setLevel(cfg.log_level.upper())
+    return LiveAgent(cfg).run()
+
+
+def _parse_broker(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError([f"--broker: expected HOST:PORT, got {text!r}"])
+    return host, int(port)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from agent.app import build_pipeline, replay
+    from agent.publish.sink import FanOut, JsonLinesSink, Sink
+
+    cfg = _config(args.config)
+    publisher = None
+    sink: Sink = JsonLinesSink(sys.stdout)
+    if args.broker:
+        from agent.publish.mqtt import MqttPublisher
+
+        host, port = _parse_broker(args.broker)
+        mqtt_cfg = cfg.mqtt.model_copy(update={"host": host, "port": port})
+        publisher = MqttPublisher(mqtt_cfg, cfg.device_id)
+        publisher.start()
+        sink = FanOut(sink, publisher)
+    try:
+        pipeline = build_pipeline(cfg, sink)
+        report = replay(pipeline, args.video, args.audio, realtime=args.realtime)
+    finally:
+        if publisher is not None:
+            publisher.close()
+    _LOGGER.info(
+        "replayed %.1f s of media in %.2f s (%.3f CPU s per media s), %d events",
+        report.media_s, report.wall_s, report.cpu_s / max(report.media_s, 1e-9),
+        pipeline.decisions.emitted,
+    )
+    if args.stats:
+        stats = {
+            "media_s": round(report.media_s, 3),
+            "wall_s": round(report.wall_s, 3),
+            "cpu_s_per_media_s": round(report.cpu_s / max(report.media_s, 1e-9), 4),
+            "median_ms": {k: round(v, 3) for k, v in pipeline.times.median_ms().items()},
+            "counts": pipeline.times.counts(),
+            "decisions": vars(pipeline.decisions),
+        }
+        print(json.dumps(stats), file=sys.stderr)
+    return EX_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agent.demo import run_demo
+
+    return run_demo(SAMPLES, scenes=args.scene, use_broker=not args.no_broker)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from agent.models.store import ModelStore
+
+    store = ModelStore(args.dir)
+    manifests = [store.manifest(n) for n in store.names()]
+    if args.models_command == "list":
+        if args.json:
+            print(json.dumps([
+                {"name": m.name, "version": m.version, "runtime": m.runtime,
+                 "precision": m.precision, "task": m.task, "licence": m.licence,
+                 "source": m.source, "sha256": m.sha256}
+                for m in manifests
+            ], indent=2))
+        else:
+            for m in manifests:
+                print(f"{m.ref:32} {m.runtime:7} {m.precision:5} {m.licence:11} {m.source}")
+        return EX_OK
+    bad = 0
+    for m in manifests:
+        try:
+            store.verify(m)
+            print(f"ok   {m.ref}")
+        except EdgeAgentError as err:
+            bad += 1
+            print(f"FAIL {err}")
+    return EX_OK if bad == 0 else EX_FAIL
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from agent.logsetup import setup_logging
+
+    args = _parser().parse_args(argv)
+    setup_logging("debug" if args.verbose else "info")
+    handlers = {
+        "run": cmd_run,
+        "check-config": cmd_check,
+        "replay": cmd_replay,
+        "demo": cmd_demo,
+        "models": cmd_models,
+    }
+    try:
+        return handlers[args.command](args)
+    except ConfigError as err:
+        for line in err.problems:
+            print(f"config error: {line}", file=sys.stderr)
+        return EX_CONFIG
+    except EdgeAgentError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EX_FAIL
+    except KeyboardInterrupt:
+        return 130

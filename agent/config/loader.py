@@ -1,0 +1,104 @@
+"""YAML loading with 1-based line:col for every error and no duplicate keys.
+
+ruamel.yaml's round-trip loader keeps each key's position and refuses duplicate keys
+(PyYAML silently keeps the last one).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+
+from agent.config.schema import AgentConfig
+from agent.errors import ConfigError
+
+PASSWORD_ENV = "EDGE_AGENT_MQTT_PASSWORD"
+
+
+def _position(doc: Any, loc: Sequence[int | str]) -> tuple[int, int]:
+    """Best 1-based (line, col) for a pydantic error location inside the YAML tree."""
+    line, col = 1, 1
+    node = doc
+    for key in loc:
+        lc = getattr(node, "lc", None)
+        try:
+            if isinstance(node, dict) and key in node:
+                if lc is not None:
+                    line, col = lc.key(key)[0] + 1, lc.key(key)[1] + 1
+                node = node[key]
+            elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+                if lc is not None:
+                    line, col = lc.item(key)[0] + 1, lc.item(key)[1] + 1
+                node = node[key]
+            else:
+                break
+        except (KeyError, IndexError, TypeError):
+            break
+    return line, col
+
+
+def _dotted(loc: Sequence[int | str]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts) or "<root>"
+
+
+def parse_text(text: str, name: str = "<config>") -> AgentConfig:
+    """Validate YAML text. Raises ConfigError with one 'name:line:col key: message' per problem."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError
+
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        doc = yaml.load(text)
+    except MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
+        problem = " ".join(str(err.problem or err.context or "invalid YAML").split())
+        if "duplicate key" in str(err):
+            problem = "duplicate key (each key may appear once)"
+        raise ConfigError([f"{name}:{where} {problem}"]) from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError([f"{name}:1:1 <root>: the config must be a mapping of sections"])
+    try:
+        return AgentConfig.model_validate(_plain(doc))
+    except ValidationError as err:
+        problems = []
+        for e in err.errors(include_url=False, include_input=False):
+            line, col = _position(doc, e["loc"])
+            problems.append(f"{name}:{line}:{col} {_dotted(e['loc'])}: {e['msg']}")
+        raise ConfigError(problems) from None
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's Commented* types to plain dict/list, so pydantic sees ordinary values."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read, validate and overlay secrets from the environment."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError([f"{path}:1:1 <file>: cannot read config: {err}"]) from None
+    cfg = parse_text(text, str(path))
+    password = os.environ.get(PASSWORD_ENV)
+    if password:
+        mqtt = cfg.mqtt.model_copy(update={"password": SecretStr(password)})
+        cfg = cfg.model_copy(update={"mqtt": mqtt})
+    return cfg

@@ -1,0 +1,72 @@
+"""The root config. Only the composition root (app/cli) sees all of it."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from agent.config.sections import (
+    BufferConfig,
+    CameraConfig,
+    EventsConfig,
+    FusionConfig,
+    HealthConfig,
+    MicrophoneConfig,
+    ModelsConfig,
+    MqttConfig,
+    Section,
+    VadConfig,
+    VisionConfig,
+)
+from agent.config.speech import SpeechConfig
+
+_WORD = re.compile(r"^[a-z0-9_]+$")
+
+DEFAULT_INTENTS: dict[str, list[str]] = {
+    "light_on": ["turn on the light", "lights on"],
+    "light_off": ["turn off the light", "lights off"],
+    "fan_on": ["turn on the fan"],
+    "fan_off": ["turn off the fan"],
+}
+
+
+class AgentConfig(Section):
+    device_id: str = Field(
+        "edge-agent",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="This box's id; used in topics and payloads.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log verbosity."
+    )
+    camera: CameraConfig = Field(default_factory=CameraConfig, description="Camera source.")
+    microphone: MicrophoneConfig = Field(
+        default_factory=MicrophoneConfig, description="Microphone source."
+    )
+    buffer: BufferConfig = Field(default_factory=BufferConfig, description="Frame ring buffer.")
+    vision: VisionConfig = Field(default_factory=VisionConfig, description="Person/face detector.")
+    vad: VadConfig = Field(default_factory=VadConfig, description="Voice activity detection.")
+    speech: SpeechConfig = Field(default_factory=SpeechConfig, description="Intent recognizer.")
+    intents: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_INTENTS.items()},
+        description="Intent name -> phrases that trigger it.",
+    )
+    fusion: FusionConfig = Field(default_factory=FusionConfig, description="Image-speech fusion.")
+    events: EventsConfig = Field(default_factory=EventsConfig, description="Event rules.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker.")
+    models: ModelsConfig = Field(default_factory=ModelsConfig, description="Model store.")
+    health: HealthConfig = Field(default_factory=HealthConfig, description="Watchdog.")
+
+    @field_validator("intents")
+    @classmethod
+    def _check_intents(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        if not value:
+            raise ValueError("at least one intent is needed")
+        for name, phrases in value.items():
+            if not _WORD.match(name):
+                raise ValueError(f"intent name {name!r} must be lowercase letters, digits, '_'")
+            if not phrases or any(not p.strip() for p in phrases):
+                raise ValueError(f"intent {name!r} needs at least one non-empty phrase")
+        return value

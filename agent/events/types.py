@@ -1,0 +1,107 @@
+"""Typed events with a stable wire name and schema version."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+SCHEMA_VERSION = 1
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class ImageEvidence:
+    score: float
+    frames_analysed: int
+    frames_with_person: int
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class AudioEvidence:
+    score: float
+    text: str
+    model: str
+    vad_model: str
+    vad_peak: float
+
+
+@dataclass(frozen=True, slots=True)
+class FusionInfo:
+    method: str
+    alpha: float
+    beta: float
+    threshold: float
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceCommand:
+    """An intent spoken while a person was in view."""
+
+    TYPE: ClassVar[str] = "voice_command"
+
+    device: str
+    start: float
+    end: float
+    confidence: float
+    intent: str
+    text: str
+    image: ImageEvidence
+    audio: AudioEvidence
+    fusion: FusionInfo
+    skew_ms: float
+    id: str = field(default_factory=_new_id)
+    time: str = field(default_factory=_now_iso)
+
+    @property
+    def type(self) -> str:
+        return self.TYPE
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION,
+            "id": self.id,
+            "type": self.TYPE,
+            "device": self.device,
+            "time": self.time,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "confidence": round(self.confidence, 4),
+            "intent": self.intent,
+            "text": self.text,
+            "evidence": {"image": asdict(self.image), "audio": asdict(self.audio)},
+            "fusion": asdict(self.fusion),
+            "skew_ms": round(self.skew_ms, 1),
+        }
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> VoiceCommand:
+        ev = data["evidence"]
+        return cls(
+            device=data["device"],
+            start=data["start"],
+            end=data["end"],
+            confidence=data["confidence"],
+            intent=data["intent"],
+            text=data["text"],
+            image=ImageEvidence(**ev["image"]),
+            audio=AudioEvidence(**ev["audio"]),
+            fusion=FusionInfo(**data["fusion"]),
+            skew_ms=data["skew_ms"],
+            id=data["id"],
+            time=data["time"],
+        )
+
+
+Event = VoiceCommand
+EVENT_TYPES: tuple[type[VoiceCommand], ...] = (VoiceCommand,)

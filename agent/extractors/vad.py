@@ -1,0 +1,153 @@
+"""Voice activity: Silero VAD (ONNX) per 32 ms window, and a segmenter that cuts utterances."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.config.sections import VadConfig
+from agent.core.media import AUDIO_RATE, AudioChunk
+from agent.errors import ExtractorError
+from agent.runtimes.base import Session
+
+_LOGGER = logging.getLogger(__name__)
+
+WINDOW = 512  # Silero at 16 kHz takes 512-sample windows ...
+CONTEXT = 64  # ... each prefixed by the last 64 samples of the previous one.
+NS_PER_SAMPLE = 1_000_000_000 / AUDIO_RATE
+
+
+class SpeechProbability(Protocol):
+    def __call__(self, window: npt.NDArray[np.float32]) -> float: ...
+
+
+class SileroVad:
+    """Stateful Silero VAD v5/v6 over a Session; one instance per audio stream."""
+
+    def __init__(self, session: Session) -> None:
+        names = {i.name for i in session.inputs}
+        if not {"input", "state", "sr"} <= names:
+            raise ExtractorError(f"not a Silero VAD model: inputs {sorted(names)}")
+        self._session = session
+        self.reset()
+
+    def reset(self) -> None:
+        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._context = np.zeros((1, CONTEXT), dtype=np.float32)
+
+    def __call__(self, window: npt.NDArray[np.float32]) -> float:
+        x = np.concatenate([self._context, window.reshape(1, WINDOW)], axis=1)
+        out = self._session.run(
+            {"input": x, "state": self._state, "sr": np.array(AUDIO_RATE, dtype=np.int64)}
+        )
+        self._state = out["stateN"].astype(np.float32)
+        self._context = x[:, -CONTEXT:]
+        return float(out["output"].reshape(-1)[0])
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechSegment:
+    """One utterance: padded samples plus the unpadded speech span on the agent clock."""
+
+    start_ns: int
+    end_ns: int
+    samples: npt.NDArray[np.int16]
+    peak_probability: float
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e9
+
+
+class Segmenter:
+    """Turns a stream of chunks into speech segments (hysteresis, min speech, hangover)."""
+
+    def __init__(self, cfg: VadConfig, vad: SpeechProbability) -> None:
+        self._cfg = cfg
+        self._vad = vad
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._pending_t0: int | None = None  # agent time of _pending[0]
+        self._pad = cfg.pad_ms * AUDIO_RATE // 1000
+        self._history: list[npt.NDArray[np.int16]] = []  # pre-roll + current segment windows
+        self._hist_t0 = 0
+        self._in_speech = False
+        self._speech_start = 0
+        self._last_speech_end = 0
+        self._silence_windows = 0
+        self._peak = 0.0
+        self.windows = 0
+        self.last_probability = 0.0
+
+    def feed(self, chunk: AudioChunk) -> Iterator[SpeechSegment]:
+        if self._pending_t0 is None or len(self._pending) == 0:
+            self._pending_t0 = chunk.t_ns
+        self._pending = np.concatenate([self._pending, chunk.samples])
+        while len(self._pending) >= WINDOW:
+            window = self._pending[:WINDOW]
+            t0 = self._pending_t0
+            self._pending = self._pending[WINDOW:]
+            self._pending_t0 = t0 + round(WINDOW * NS_PER_SAMPLE)
+            seg = self._step(window, t0)
+            if seg is not None:
+                yield seg
+
+    def flush(self) -> Iterator[SpeechSegment]:
+        """Close an open segment at end of stream."""
+        if self._in_speech:
+            seg = self._close(self._last_speech_end)
+            if seg is not None:
+                yield seg
+
+    def _step(self, window: npt.NDArray[np.int16], t0: int) -> SpeechSegment | None:
+        p = self._vad(window.astype(np.float32) / 32768.0)
+        self.windows += 1
+        self.last_probability = p
+        t1 = t0 + round(WINDOW * NS_PER_SAMPLE)
+        if not self._history:
+            self._hist_t0 = t0
+        self._history.append(window)
+        if not self._in_speech:
+            # Keep only the pre-roll while idle.
+            keep = max(1, -(-self._pad // WINDOW))
+            if len(self._history) > keep:
+                drop = len(self._history) - keep
+                self._history = self._history[drop:]
+                self._hist_t0 += round(drop * WINDOW * NS_PER_SAMPLE)
+            if p >= self._cfg.threshold:
+                self._in_speech = True
+                self._speech_start = t0
+                self._last_speech_end = t1
+                self._silence_windows = 0
+                self._peak = p
+            return None
+        # Hysteresis: once speaking, a lower probability still counts as speech.
+        if p >= self._cfg.threshold - 0.15:
+            self._last_speech_end = t1
+            self._silence_windows = 0
+            self._peak = max(self._peak, p)
+        else:
+            self._silence_windows += 1
+        silence_ms = (t1 - self._last_speech_end) / 1e6
+        too_long = (t1 - self._speech_start) / 1e9 >= self._cfg.max_segment_s
+        if silence_ms >= self._cfg.min_silence_ms or too_long:
+            return self._close(self._last_speech_end if not too_long else t1)
+        return None
+
+    def _close(self, end_ns: int) -> SpeechSegment | None:
+        audio = np.concatenate(self._history) if self._history else np.zeros(0, np.int16)
+        start_idx = max(0, round((self._speech_start - self._hist_t0) / NS_PER_SAMPLE) - self._pad)
+        end_idx = round((end_ns - self._hist_t0) / NS_PER_SAMPLE) + self._pad
+        samples = audio[start_idx:end_idx].copy()
+        start, peak = self._speech_start, self._peak
+        self._in_speech = False
+        self._history = []
+        self._silence_windows = 0
+        if (end_ns - start) / 1e6 < self._cfg.min_speech_ms:
+            _LOGGER.debug("ignored %.0f ms speech burst", (end_ns - start) / 1e6)
+            return None
+        return SpeechSegment(start, end_ns, samples, peak)

@@ -1,0 +1,68 @@
+"""Sources behind one interface, chosen by URI. Back-ends are imported lazily."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlparse
+
+from agent.config.sections import CameraConfig, MicrophoneConfig
+from agent.core.clock import Clock
+from agent.core.media import AudioChunk, Frame
+
+_VIDEO_EXT = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".mjpeg", ".mjpg"}
+
+
+class VideoSource(Protocol):
+    """``read`` returns the next frame, None at end of stream, raises SourceError on failure."""
+
+    name: str
+    live: bool
+
+    def read(self) -> Frame | None: ...
+
+    def close(self) -> None: ...
+
+
+class AudioSource(Protocol):
+    """``read`` returns the next chunk, None at end of stream, raises SourceError on failure."""
+
+    name: str
+    live: bool
+
+    def read(self) -> AudioChunk | None: ...
+
+    def close(self) -> None: ...
+
+
+def file_path(source: str) -> Path | None:
+    """The local path a source names ('file:///x', '/x.avi', 'x.wav'), or None."""
+    if source.startswith("file://"):
+        return Path(unquote(urlparse(source).path))
+    return None
+
+
+def open_video(cfg: CameraConfig, clock: Clock) -> VideoSource:
+    path = file_path(cfg.source)
+    if path is None and Path(cfg.source).suffix.lower() in _VIDEO_EXT:
+        path = Path(cfg.source)
+    if path is not None:
+        from agent.sources.files import VideoFileSource
+
+        return VideoFileSource(path, fps_cap=cfg.fps)
+    from agent.sources.camera import OpenCvCamera
+
+    return OpenCvCamera(cfg, clock)
+
+
+def open_audio(cfg: MicrophoneConfig, clock: Clock) -> AudioSource:
+    path = file_path(cfg.source)
+    if path is None and cfg.source.lower().endswith(".wav"):
+        path = Path(cfg.source)
+    if path is not None:
+        from agent.sources.files import WavFileSource
+
+        return WavFileSource(path, chunk_ms=cfg.chunk_ms)
+    from agent.sources.microphone import PyAudioMicrophone
+
+    return PyAudioMicrophone(cfg, clock)
