@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from agent.fusion.weighted import WeightedSum
 from agent.health.notify import Heartbeats, Notifier, Watchdog
 from agent.models.store import ModelStore
 from agent.pipeline import Models, Pipeline
-from agent.publish.sink import Sink
+from agent.publish.sink import JsonLinesSink, Sink
 from agent.sources.base import AudioSource, VideoSource, open_audio, open_video
 from agent.sources.files import VideoFileSource, WavFileSource
 from agent.sync.ring import FrameRing
@@ -111,9 +112,11 @@ class LiveAgent:
         self._stop = threading.Event()
         self.beats = Heartbeats(cfg.health.stall_seconds)
         self.notifier = Notifier()
-        self.publisher = MqttPublisher(cfg.mqtt, cfg.device_id)
-        self.pipeline = build_pipeline(cfg, self.publisher, self.beats)
-        self.beats.add_check("mqtt", self.publisher.network_alive)
+        self.publisher = MqttPublisher(cfg.mqtt, cfg.device_id) if cfg.mqtt.enabled else None
+        sink: Sink = self.publisher if self.publisher else JsonLinesSink(sys.stdout)
+        self.pipeline = build_pipeline(cfg, sink, self.beats)
+        if self.publisher is not None:
+            self.beats.add_check("mqtt", self.publisher.network_alive)
         self._clock = MonotonicClock()
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
@@ -160,7 +163,8 @@ class LiveAgent:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         mic = open_audio(self.cfg.microphone, self._clock)
-        self.publisher.start()
+        if self.publisher is not None:
+            self.publisher.start()
         threads = [
             threading.Thread(target=self._camera_loop, name="camera", daemon=True),
             threading.Thread(target=self._audio_loop, args=(mic,), name="audio", daemon=True),
@@ -187,5 +191,7 @@ class LiveAgent:
                 mic.close()
             except EdgeAgentError as err:
                 _LOGGER.warning("closing microphone: %s", err)
-            self.publisher.close()
+            self.pipeline.finish()
+            if self.publisher is not None:
+                self.publisher.close()
         return 0

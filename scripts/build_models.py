@@ -301,7 +301,7 @@ def canonicalize(path: Path) -> None:
         items = sorted(field, key=lambda t: t.name)
         del field[:]
         field.extend(items)
-    onnx.save(model, str(path))
+    path.write_bytes(model.SerializeToString(deterministic=True))
 
 
 def det_input_name(onnx_path: Path) -> str:

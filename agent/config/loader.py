@@ -17,6 +17,7 @@ from agent.config.schema import AgentConfig
 from agent.errors import ConfigError
 
 PASSWORD_ENV = "EDGE_AGENT_MQTT_PASSWORD"
+PASSWORD_FILE_ENV = "EDGE_AGENT_MQTT_PASSWORD_FILE"  # systemd: %d/<credential>
 
 
 def _position(doc: Any, loc: Sequence[int | str]) -> tuple[int, int]:
@@ -97,8 +98,13 @@ def load_config(path: Path) -> AgentConfig:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError([f"{path}:1:1 <file>: cannot read config: {err}"]) from None
     cfg = parse_text(text, str(path))
+    update: dict[str, object] = {}
     password = os.environ.get(PASSWORD_ENV)
     if password:
-        mqtt = cfg.mqtt.model_copy(update={"password": SecretStr(password)})
-        cfg = cfg.model_copy(update={"mqtt": mqtt})
+        update["password"] = SecretStr(password)
+    password_file = os.environ.get(PASSWORD_FILE_ENV)
+    if password_file and cfg.mqtt.password_file is None:
+        update["password_file"] = Path(password_file)
+    if update:
+        cfg = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update=update)})
     return cfg

@@ -42,27 +42,28 @@ def file_path(source: str) -> Path | None:
     return None
 
 
-def open_video(cfg: CameraConfig, clock: Clock) -> VideoSource:
+def open_video(cfg: CameraConfig, clock: Clock, paced: bool = True) -> VideoSource:
+    """A file stands in for a live camera, so by default it is paced at real time."""
     path = file_path(cfg.source)
     if path is None and Path(cfg.source).suffix.lower() in _VIDEO_EXT:
         path = Path(cfg.source)
     if path is not None:
         from agent.sources.files import VideoFileSource
 
-        return VideoFileSource(path, fps_cap=cfg.fps)
+        return VideoFileSource(path, fps_cap=cfg.fps, paced=paced)
     from agent.sources.camera import OpenCvCamera
 
     return OpenCvCamera(cfg, clock)
 
 
-def open_audio(cfg: MicrophoneConfig, clock: Clock) -> AudioSource:
+def open_audio(cfg: MicrophoneConfig, clock: Clock, paced: bool = True) -> AudioSource:
     path = file_path(cfg.source)
     if path is None and cfg.source.lower().endswith(".wav"):
         path = Path(cfg.source)
     if path is not None:
         from agent.sources.files import WavFileSource
 
-        return WavFileSource(path, chunk_ms=cfg.chunk_ms)
+        return WavFileSource(path, chunk_ms=cfg.chunk_ms, paced=paced)
     from agent.sources.microphone import PyAudioMicrophone
 
     return PyAudioMicrophone(cfg, clock)

@@ -6,6 +6,7 @@ Both start at media time 0, so replay puts them on one clock without any wall ti
 from __future__ import annotations
 
 import logging
+import time
 import wave
 from pathlib import Path
 
@@ -18,10 +19,32 @@ from agent.errors import SourceError
 _LOGGER = logging.getLogger(__name__)
 
 
+class _Pacer:
+    """Holds a file source back to real time when it stands in for a live device.
+
+    Paced sources are stamped on the agent clock (anchored at the first read), so a file
+    camera lines up with a real microphone; unpaced ones keep media time.
+    """
+
+    def __init__(self, paced: bool) -> None:
+        self._paced = paced
+        self._anchor_ns: int | None = None
+
+    def stamp(self, media_ns: int, due_ns: int | None = None) -> int:
+        if not self._paced:
+            return media_ns
+        if self._anchor_ns is None:
+            self._anchor_ns = time.monotonic_ns()
+        delay = (self._anchor_ns + (media_ns if due_ns is None else due_ns) - time.monotonic_ns()) / 1e9
+        if delay > 0:
+            time.sleep(delay)
+        return self._anchor_ns + media_ns
+
+
 class VideoFileSource:
     live = False
 
-    def __init__(self, path: Path, fps_cap: float | None = None) -> None:
+    def __init__(self, path: Path, fps_cap: float | None = None, paced: bool = False) -> None:
         import cv2
 
         if not path.is_file():
@@ -37,6 +60,7 @@ class VideoFileSource:
         # Keep every k-th frame when the file is faster than the configured cap.
         self._step = max(1, round(fps / fps_cap)) if fps_cap else 1
         self._index = 0
+        self._pacer = _Pacer(paced)
 
     def read(self) -> Frame | None:
         while True:
@@ -46,7 +70,8 @@ class VideoFileSource:
             index = self._index
             self._index += 1
             if index % self._step == 0:
-                return Frame(round(index * 1e9 / self.fps), index, np.ascontiguousarray(image))
+                t_ns = self._pacer.stamp(round(index * 1e9 / self.fps))
+                return Frame(t_ns, index, np.ascontiguousarray(image))
 
     def close(self) -> None:
         self._cap.release()
@@ -73,13 +98,14 @@ def read_wav(path: Path) -> npt.NDArray[np.int16]:
 class WavFileSource:
     live = False
 
-    def __init__(self, path: Path, chunk_ms: int = 32) -> None:
+    def __init__(self, path: Path, chunk_ms: int = 32, paced: bool = False) -> None:
         if not path.is_file():
             raise SourceError(f"audio file not found: {path}")
         self.name = f"file://{path}"
         self._samples = read_wav(path)
         self._chunk = chunk_ms * AUDIO_RATE // 1000
         self._pos = 0
+        self._pacer = _Pacer(paced)
 
     @property
     def duration_s(self) -> float:
@@ -90,7 +116,10 @@ class WavFileSource:
             return None
         start = self._pos
         self._pos = min(len(self._samples), start + self._chunk)
-        t_ns = start * 1_000_000_000 // AUDIO_RATE
+        # A live microphone delivers a chunk once it has been captured, at its end.
+        t_ns = self._pacer.stamp(
+            start * 1_000_000_000 // AUDIO_RATE, self._pos * 1_000_000_000 // AUDIO_RATE
+        )
         return AudioChunk(t_ns, start, self._samples[start : self._pos])
 
     def close(self) -> None:

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The one test entry point, used by developers and by .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh --dev
+.venv/bin/ruff check agent tests scripts
+.venv/bin/mypy
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,96 @@
+"""MQTT contract against a real Mosquitto: status/last will, events on both topics."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from agent.config.sections import MqttConfig
+from agent.events.types import AudioEvidence, FusionInfo, ImageEvidence, VoiceCommand
+from agent.publish.broker import LocalBroker
+from agent.publish.mqtt import MqttPublisher
+from agent.publish.subscriber import Collector
+
+
+def _event() -> VoiceCommand:
+    return VoiceCommand(
+        device="t1",
+        start=1.0,
+        end=2.0,
+        confidence=0.8,
+        intent="light_on",
+        text="turn on the light",
+        image=ImageEvidence(0.9, 8, 8, "blazeface_full_int8@1.0.0"),
+        audio=AudioEvidence(0.7, "turn on the light", "pocketsphinx@5.1.1/en-us", "silero_vad@6.2.3", 0.99),
+        fusion=FusionInfo("weighted_sum", 0.5, 0.5, 0.6, 0.8),
+        skew_ms=12.0,
+    )
+
+
+def test_event_round_trips_json() -> None:
+    ev = _event()
+    assert VoiceCommand.from_payload(ev.to_payload()) == ev
+
+
+def test_status_online_events_then_stopped(broker: LocalBroker) -> None:
+    cfg = MqttConfig(host=broker.host, port=broker.port, keepalive=5)
+    sub = Collector(broker.host, broker.port, "edge-agent/t1/#").start()
+    pub = MqttPublisher(cfg, "t1")
+    pub.start()
+    try:
+        [online] = sub.wait_for("edge-agent/t1/status")
+        assert online.payload == b"online"
+        ev = _event()
+        pub.publish_event(ev)
+        assert pub.flush(5)
+        got = sub.wait_for("edge-agent/t1/events")
+        per_type = sub.wait_for("edge-agent/t1/event/voice_command")
+        assert [m.json()["id"] for m in got] == [ev.id]
+        assert [m.json()["id"] for m in per_type] == [ev.id]
+        assert got[0].json()["intent"] == "light_on"
+    finally:
+        pub.close()
+    statuses = sub.wait_for("edge-agent/t1/status", count=2)
+    sub.stop()
+    assert [m.payload for m in statuses] == [b"online", b"stopped"]
+    # A late subscriber sees the retained state.
+    late = Collector(broker.host, broker.port, "edge-agent/t1/status").start()
+    [retained] = late.wait_for("edge-agent/t1/status")
+    late.stop()
+    assert retained.payload == b"stopped" and retained.retain
+
+
+def test_last_will_offline_after_sigkill(broker: LocalBroker) -> None:
+    code = textwrap.dedent(
+        f"""
+        import time
+        from agent.config.sections import MqttConfig
+        from agent.publish.mqtt import MqttPublisher
+        pub = MqttPublisher(MqttConfig(host="{broker.host}", port={broker.port}, keepalive=5), "t2")
+        pub.start()
+        print("up", flush=True)
+        time.sleep(120)
+        """
+    )
+    sub = Collector(broker.host, broker.port, "edge-agent/t2/status").start()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+        [online] = sub.wait_for("edge-agent/t2/status")
+        assert online.payload == b"online"
+        killed = time.monotonic()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        got = sub.wait_for("edge-agent/t2/status", count=2, timeout=15)
+        waited = time.monotonic() - killed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        sub.stop()
+    assert [m.payload for m in got] == [b"online", b"offline"], f"after {waited:.1f} s"
