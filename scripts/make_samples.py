@@ -190,7 +190,7 @@ class Sprite:
 
 
 def _astronaut(scale: float = 0.75, place: tuple[float, float] = (165, 95)) -> Sprite:
-    rgb = skdata.astronaut()
+    rgb = skdata.astronaut()  # type: ignore[no-untyped-call]
     # Head, neck ring and suit; excludes the flag, shuttle model and helmet.
     outline = (
         (225, 16), (260, 23), (286, 46), (297, 80), (294, 108), (285, 125),
@@ -243,7 +243,14 @@ def room_background() -> F32:
     # Plaster texture: low-frequency noise, a few levels deep.
     texture = cv2.GaussianBlur(rng.normal(0.0, 6.0, (HEIGHT, WIDTH)).astype(np.float32), (0, 0), 2)
     img += texture[..., None]
-    return cv2.GaussianBlur(img, (0, 0), 0.8)
+    return np.asarray(cv2.GaussianBlur(img, (0, 0), 0.8), np.float32)
+
+
+def _warp(src: F32, m: list[list[float]], border: int = cv2.BORDER_CONSTANT) -> F32:
+    """Affine-warp into the frame; float32 in, float32 out."""
+    mat = np.array(m, np.float32)
+    out = cv2.warpAffine(src, mat, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR, borderMode=border)
+    return np.asarray(out, np.float32)
 
 
 @cache
@@ -253,15 +260,18 @@ def sprite_layers(name: str) -> tuple[F32, F32]:
     h, w = sp.image.shape[:2]
     mask = np.zeros((h, w), np.float32)
     cv2.fillPoly(mask, [np.array(sp.polygon, np.int32)], 1.0)
-    mask = cv2.GaussianBlur(mask, (0, 0), 1.5)  # soft edge hides the polygon cut
-    fx, fy = sp.face_center
+    mask = np.asarray(
+        cv2.GaussianBlur(mask, (0, 0), 1.5), np.float32
+    )  # soft edge hides the polygon cut
+    # Downscale with INTER_AREA first (warpAffine has no area filter), then place.
+    small = (round(w * sp.scale), round(h * sp.scale))
+    img = np.asarray(cv2.resize(sp.image, small, interpolation=cv2.INTER_AREA), np.float32)
+    alpha = np.asarray(cv2.resize(mask, small, interpolation=cv2.INTER_AREA), np.float32)
+    fx, fy = sp.face_center[0] * sp.scale, sp.face_center[1] * sp.scale
     px, py = sp.place
-    sx = -sp.scale if sp.mirror else sp.scale  # a negative x scale flips left-right
-    m = np.float32([[sx, 0, px - sx * fx], [0, sp.scale, py - sp.scale * fy]])
-    size = (WIDTH, HEIGHT)
-    img = cv2.warpAffine(sp.image.astype(np.float32), m, size, flags=cv2.INTER_AREA)
-    alpha = cv2.warpAffine(mask, m, size, flags=cv2.INTER_LINEAR)
-    return img, alpha
+    sx = -1.0 if sp.mirror else 1.0  # a negative x scale flips left-right
+    m = [[sx, 0.0, px - sx * fx], [0.0, 1.0, py - fy]]
+    return _warp(img, m), _warp(alpha, m)
 
 
 def in_view(t: float, intervals: Sequence[Interval]) -> bool:
@@ -275,9 +285,8 @@ def render_frame(scene: Scene, index: int, rng: np.random.Generator) -> U8:
         img, alpha = sprite_layers(scene.person)
         # Slight sway so a "present" person is not a frozen sticker.
         dx = 2.0 * np.sin(2 * np.pi * t / 3.0)
-        shift = np.float32([[1, 0, dx], [0, 1, 0]])
-        img = cv2.warpAffine(img, shift, (WIDTH, HEIGHT), borderMode=cv2.BORDER_REPLICATE)
-        alpha = cv2.warpAffine(alpha, shift, (WIDTH, HEIGHT))
+        shift = [[1.0, 0.0, dx], [0.0, 1.0, 0.0]]
+        img, alpha = _warp(img, shift, cv2.BORDER_REPLICATE), _warp(alpha, shift)
         frame = frame * (1 - alpha[..., None]) + img * alpha[..., None]
     frame += rng.normal(0.0, SENSOR_NOISE_SIGMA, frame.shape).astype(np.float32)
     return np.clip(np.rint(frame), 0, 255).astype(np.uint8)
@@ -323,7 +332,9 @@ def synthesize(text: str, voice: str, effects: Sequence[str], tmp: Path) -> I16:
     """espeak-ng (22.05 kHz) -> sox -> 16 kHz mono s16, plus optional sox effects."""
     raw, out = tmp / "tts_raw.wav", tmp / "tts_16k.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), text], check=True)
-    sox = ["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out), *effects]
+    # -D: no dither. sox dithers with a random seed by default, which made
+    # every run's audio differ in the last bit.
+    sox = ["sox", "-D", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out), *effects]
     subprocess.run(sox, check=True)
     return read_wav(out)
 
@@ -430,7 +441,9 @@ def verify(out: Path, scene: Scene) -> str:
     if frames != want or abs(fps - FPS) > 1e-6 or abs(audio_s - scene.duration_s) > 1e-9:
         raise RuntimeError(f"{scene.name}: {frames} frames @ {fps} fps, audio {audio_s} s")
     size = sum(p.stat().st_size for p in d.iterdir()) / 1e6
-    return f"{scene.name:26s} {frames:3d} frames @ {fps:g} fps, audio {audio_s:.2f} s, {size:.2f} MB"
+    return (
+        f"{scene.name:26s} {frames:3d} frames @ {fps:g} fps, audio {audio_s:.2f} s, {size:.2f} MB"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
