@@ -30,9 +30,7 @@ from agent.sync.ring import FrameRing
 _LOGGER = logging.getLogger(__name__)
 
 
-def build_pipeline(
-    cfg: AgentConfig, sink: Sink, beats: Heartbeats | None = None
-) -> Pipeline:
+def build_pipeline(cfg: AgentConfig, sink: Sink, beats: Heartbeats | None = None) -> Pipeline:
     store = ModelStore(cfg.models.dir)
     vad_session, vad_manifest = store.load(cfg.vad.model)
     vis_session, vis_manifest = store.load(cfg.vision.model, threads=cfg.vision.threads)

@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file (exit 0 or 78)")
     check.add_argument("config", type=Path)
 
-    rp = sub.add_parser("replay", help="run the pipeline over recorded media; JSON events on stdout")
+    rp = sub.add_parser(
+        "replay", help="run the pipeline over recorded media; JSON events on stdout"
+    )
     rp.add_argument("--config", "-c", type=Path, help="config YAML (default: built-in defaults)")
     rp.add_argument("--video", type=Path, required=True, help="video file (e.g. MJPG AVI)")
     rp.add_argument("--audio", type=Path, required=True, help="WAV file (resampled to 16 kHz mono)")
@@ -43,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--realtime", action="store_true", help="pace the media at real time")
     rp.add_argument("--stats", action="store_true", help="print stage timings to stderr at the end")
 
-    demo = sub.add_parser("demo", help="bundled sample scenes through the whole pipeline and a broker")
+    demo = sub.add_parser(
+        "demo", help="bundled sample scenes through the whole pipeline and a broker"
+    )
     demo.add_argument("--scene", action="append", help="only this scene (repeatable)")
     demo.add_argument(
         "--no-broker", action="store_true", help="skip MQTT; print events from the in-process sink"
@@ -54,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     ml = msub.add_parser("list", help="list models")
     ml.add_argument("--json", action="store_true")
     msub.add_parser("verify", help="check every model file against its manifest sha256")
-    for m in (ml, *msub.choices.values()):
+    for m in msub.choices.values():
         m.add_argument("--dir", type=Path, help="model store (default: bundled models/)")
     return p
 
@@ -108,7 +112,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             publisher.close()
     _LOGGER.info(
         "replayed %.1f s of media in %.2f s (%.3f CPU s per media s), %d events",
-        report.media_s, report.wall_s, report.cpu_s / max(report.media_s, 1e-9),
+        report.media_s,
+        report.wall_s,
+        report.cpu_s / max(report.media_s, 1e-9),
         pipeline.decisions.emitted,
     )
     if args.stats:
@@ -137,12 +143,24 @@ def cmd_models(args: argparse.Namespace) -> int:
     manifests = [store.manifest(n) for n in store.names()]
     if args.models_command == "list":
         if args.json:
-            print(json.dumps([
-                {"name": m.name, "version": m.version, "runtime": m.runtime,
-                 "precision": m.precision, "task": m.task, "licence": m.licence,
-                 "source": m.source, "sha256": m.sha256}
-                for m in manifests
-            ], indent=2))
+            print(
+                json.dumps(
+                    [
+                        {
+                            "name": m.name,
+                            "version": m.version,
+                            "runtime": m.runtime,
+                            "precision": m.precision,
+                            "task": m.task,
+                            "licence": m.licence,
+                            "source": m.source,
+                            "sha256": m.sha256,
+                        }
+                        for m in manifests
+                    ],
+                    indent=2,
+                )
+            )
         else:
             for m in manifests:
                 print(f"{m.ref:32} {m.runtime:7} {m.precision:5} {m.licence:11} {m.source}")

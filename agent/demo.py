@@ -10,8 +10,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from agent.app import build_pipeline, replay
 from agent.config.schema import AgentConfig
 from agent.errors import PublishError
+from agent.publish.broker import LocalBroker
+from agent.publish.mqtt import MqttPublisher
+from agent.publish.sink import MemorySink
+from agent.publish.subscriber import Collector
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -30,34 +35,33 @@ def _expected(scene: dict[str, Any]) -> list[str]:
 
 
 def run_demo(root: Path, scenes: list[str] | None = None, use_broker: bool = True) -> int:
-    from agent.app import build_pipeline, replay
-    from agent.publish.sink import MemorySink
-
     chosen = load_scenes(root, scenes)
     if not chosen:
         print(f"no scenes found in {root}")
         return 1
     broker = None
     if use_broker:
-        from agent.publish.broker import LocalBroker
-
         try:
             broker = LocalBroker().start()
         except PublishError as err:
             print(f"note: {err}; showing events from the in-process sink instead")
-    base_cfg = AgentConfig(device_id="demo")
+    cfg = AgentConfig(device_id="demo")
     ok_all = True
     try:
         if broker is not None:
-            print(f"broker: mosquitto on {broker.host}:{broker.port} (pid {broker.proc.pid if broker.proc else '?'})")
+            print(f"broker: mosquitto on {broker.host}:{broker.port}\n")
         for folder, scene in chosen:
-            got = _run_scene(folder, scene, base_cfg, broker, build_pipeline, replay, MemorySink)
+            print(f"scene {folder.name}: {scene.get('description', '')}")
+            if broker is None:
+                got = _scene_in_process(folder, cfg)
+            else:
+                got = _scene_over_mqtt(folder, cfg, broker)
             want = _expected(scene)
             ok = sorted(got) == want
             ok_all &= ok
             print(
-                f"  => {'OK ' if ok else 'MISMATCH'} {folder.name}: expected {want or 'no event'}, "
-                f"received {sorted(got) or 'no event'}\n"
+                f"  => {'OK' if ok else 'MISMATCH'} {folder.name}: expected "
+                f"{want or 'no event'}, received {sorted(got) or 'no event'}\n"
             )
     finally:
         if broker is not None:
@@ -66,25 +70,20 @@ def run_demo(root: Path, scenes: list[str] | None = None, use_broker: bool = Tru
     return 0 if ok_all else 1
 
 
-def _run_scene(folder, scene, base_cfg, broker, build_pipeline, replay, memory_sink):  # type: ignore[no-untyped-def]
-    print(f"scene {folder.name}: {scene.get('description', '')}")
-    if broker is None:
-        sink = memory_sink()
-        pipeline = build_pipeline(base_cfg, sink)
-        replay(pipeline, folder / "video.avi", folder / "audio.wav")
-        for ev in sink.events:
-            print(f"  event {json.dumps(ev.to_payload())}")
-        return [ev.intent for ev in sink.events]
+def _scene_in_process(folder: Path, cfg: AgentConfig) -> list[str]:
+    sink = MemorySink()
+    replay(build_pipeline(cfg, sink), folder / "video.avi", folder / "audio.wav")
+    for ev in sink.events:
+        print(f"  event {json.dumps(ev.to_payload())}")
+    return [ev.intent for ev in sink.events]
 
-    from agent.publish.mqtt import MqttPublisher
-    from agent.publish.subscriber import Collector
 
-    cfg = base_cfg.model_copy(
-        update={"mqtt": base_cfg.mqtt.model_copy(update={"host": broker.host, "port": broker.port})}
-    )
-    topic = f"{cfg.mqtt.base_topic}/{cfg.device_id}/events"
+def _scene_over_mqtt(folder: Path, cfg: AgentConfig, broker: LocalBroker) -> list[str]:
+    """Publish through a real broker and report what a separate subscriber received."""
+    mqtt_cfg = cfg.mqtt.model_copy(update={"host": broker.host, "port": broker.port})
+    topic = f"{mqtt_cfg.base_topic}/{cfg.device_id}/events"
     collector = Collector(broker.host, broker.port, topic).start()
-    publisher = MqttPublisher(cfg.mqtt, cfg.device_id)
+    publisher = MqttPublisher(mqtt_cfg, cfg.device_id)
     publisher.start()
     try:
         pipeline = build_pipeline(cfg, publisher)

@@ -164,14 +164,22 @@ class Pipeline:
             self.decisions.nobody_in_view += 1
             _LOGGER.info(
                 "heard %r (%s) at %s but nobody was in view (%d frames)",
-                rec.text, rec.intent, span, len(scores),
+                rec.text,
+                rec.intent,
+                span,
+                len(scores),
             )
             return
         if not fused.accepted:
             self.decisions.below_threshold += 1
             _LOGGER.info(
                 "heard %r at %s: fused %.2f < %.2f (image %.2f, audio %.2f)",
-                rec.text, span, fused.score, self._fuser.threshold, x_image, rec.confidence,
+                rec.text,
+                span,
+                fused.score,
+                self._fuser.threshold,
+                x_image,
+                rec.confidence,
             )
             return
         if not self._cooldown.allow(rec.intent, seg.start_ns):
@@ -209,5 +217,7 @@ class Pipeline:
             skew_ms=skew_ms,
         )
         self.decisions.emitted += 1
-        _LOGGER.info("voice_command %s (%r) at %s, confidence %.2f", rec.intent, rec.text, span, fused.score)
+        _LOGGER.info(
+            "voice_command %s (%r) at %s, confidence %.2f", rec.intent, rec.text, span, fused.score
+        )
         self._sink.publish_event(event)

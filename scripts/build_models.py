@@ -104,7 +104,9 @@ def apache_text() -> str:
         from importlib.metadata import distribution
 
         dist = distribution("ai-edge-litert")
-        candidates += [Path(str(dist.locate_file(f))) for f in dist.files or [] if "LICENSE" in f.name]
+        candidates += [
+            Path(str(dist.locate_file(f))) for f in dist.files or [] if "LICENSE" in f.name
+        ]
     except Exception:  # noqa: BLE001 - any lookup failure just means "no candidate"
         pass
     for path in candidates:
@@ -164,7 +166,9 @@ def photos() -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for name in (*FACE_PHOTOS, *NOFACE_PHOTOS):
         img = getattr(data, name)()
-        out[name] = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img[..., ::-1].copy()
+        out[name] = (
+            cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img[..., ::-1].copy()
+        )
     return out
 
 
@@ -264,7 +268,9 @@ def quantize(float_onnx: Path, out: Path, tmp: Path) -> None:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = tmp / "blazeface_full_pre.onnx"
-    quant_pre_process(str(float_onnx), str(prepared), skip_symbolic_shape=True)
+    quant_pre_process(
+        str(float_onnx), str(prepared), skip_optimization=True, skip_symbolic_shape=True
+    )
     det = FaceDetector(open_session(float_onnx, "onnx"), PREPROCESS, POSTPROCESS)
     tensors = [det.prepare(img)[0] for img in calibration_images()]
     name = det_input_name(float_onnx)
@@ -362,24 +368,32 @@ def evaluate(models: dict[str, tuple[Path, str]]) -> dict[str, Any]:
                 g[key]["box_iou_with_float_mean"] = round(float(np.mean(ious)), 4) if ious else None
                 g[key]["box_iou_with_float_min"] = round(float(np.min(ious)), 4) if ious else None
                 g[key]["score_abs_diff_mean"] = round(
-                    float(np.mean([
-                        abs((f[0].score if f else 0.0) - (r[0].score if r else 0.0))
-                        for f, r, m in zip(found, ref, mask, strict=True)
-                        if m
-                    ])),
+                    float(
+                        np.mean(
+                            [
+                                abs((f[0].score if f else 0.0) - (r[0].score if r else 0.0))
+                                for f, r, m in zip(found, ref, mask, strict=True)
+                                if m
+                            ]
+                        )
+                    ),
                     4,
                 )
         result[gname] = g
     result["disagreements"] = [
-        i for (i, _, _), f, r in zip(items, dets["int8_onnx"], ref, strict=True) if bool(f) != bool(r)
+        i
+        for (i, _, _), f, r in zip(items, dets["int8_onnx"], ref, strict=True)
+        if bool(f) != bool(r)
     ]
     return result
 
 
 def print_table(acc: dict[str, Any]) -> None:
     ms = acc["timing_ms_median_1_thread"]
-    print(f"\n{'set':<8}{'n':>5} {'model':<13}{'agree%':>8}{'IoU':>8}{'IoUmin':>8}"
-          f"{'acc%':>7}{'recall%':>9}{'FP%':>6}")
+    print(
+        f"\n{'set':<8}{'n':>5} {'model':<13}{'agree%':>8}{'IoU':>8}{'IoUmin':>8}"
+        f"{'acc%':>7}{'recall%':>9}{'FP%':>6}"
+    )
     for gname in ("photos", "lfw", "all"):
         g = acc[gname]
         for key in ("float_tflite", "float_onnx", "int8_onnx"):
@@ -387,11 +401,15 @@ def print_table(acc: dict[str, Any]) -> None:
             agree = m.get("agreement_with_float_pct", 100.0)
             iou = m.get("box_iou_with_float_mean", 1.0)
             iou_min = m.get("box_iou_with_float_min", 1.0)
-            print(f"{gname:<8}{g['n']:>5} {key:<13}{agree:>8.1f}{iou or 0:>8.3f}{iou_min or 0:>8.3f}"
-                  f"{m['accuracy_vs_truth_pct']:>7.1f}{m['recall_pct']:>9.1f}"
-                  f"{m['false_positive_pct']:>6.1f}")
-    print("\nms/inference (median of %d, 1 thread): " % acc["timing_runs"]
-          + ", ".join(f"{k} {v:.2f}" for k, v in ms.items()))
+            print(
+                f"{gname:<8}{g['n']:>5} {key:<13}{agree:>8.1f}{iou or 0:>8.3f}{iou_min or 0:>8.3f}"
+                f"{m['accuracy_vs_truth_pct']:>7.1f}{m['recall_pct']:>9.1f}"
+                f"{m['false_positive_pct']:>6.1f}"
+            )
+    print(
+        "\nms/inference (median of %d, 1 thread): " % acc["timing_runs"]
+        + ", ".join(f"{k} {v:.2f}" for k, v in ms.items())
+    )
     print("int8 disagreements:", acc["disagreements"] or "none")
 
 
@@ -446,11 +464,13 @@ def main(argv: list[str] | None = None) -> int:
         int8_path = d_int8 / "blazeface_full_int8.onnx"
         quantize(float_onnx, int8_path, tmp)
 
-        acc = evaluate({
-            "float_tflite": (tfl_path, "tflite"),
-            "float_onnx": (float_onnx, "onnx"),
-            "int8_onnx": (int8_path, "onnx"),
-        })
+        acc = evaluate(
+            {
+                "float_tflite": (tfl_path, "tflite"),
+                "float_onnx": (float_onnx, "onnx"),
+                "int8_onnx": (int8_path, "onnx"),
+            }
+        )
         acc["calibration"] = {
             "images": len(calibration_images()),
             "method": "MinMax",
@@ -522,8 +542,13 @@ def main(argv: list[str] | None = None) -> int:
             precision="fp32",
             inputs=specs(vad_sess.inputs),
             outputs=specs(vad_sess.outputs),
-            preprocess={"sample_rate": 16000, "window": 512, "context": 64,
-                        "range": [-1.0, 1.0], "dtype": "float32"},
+            preprocess={
+                "sample_rate": 16000,
+                "window": 512,
+                "context": 64,
+                "range": [-1.0, 1.0],
+                "dtype": "float32",
+            },
             postprocess={"threshold": 0.5, "neg_threshold": 0.35, "state_shape": [2, 1, 128]},
             licence="MIT",
             source=f"{VAD_PKG}: {VAD_MEMBER}",

@@ -5,7 +5,7 @@ Each scene is a directory holding ``video.avi`` (MJPG, 320x240, 10 fps),
 ``audio.wav`` (16 kHz mono s16) and ``scene.json`` (ground truth). Video and
 audio both start at t=0 and last exactly ``duration_s``.
 
-Material: scikit-image photos (``astronaut``, ``camera``) composited onto a
+Material: the scikit-image ``astronaut`` photo composited onto a
 synthetic, static room; espeak-ng voice commands; LibriVox speech from
 pocketsphinx-testdata. All randomness is seeded, so reruns with the same tool
 versions (espeak-ng, sox, OpenCV) give the same files.

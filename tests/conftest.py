@@ -41,8 +41,14 @@ def agent_cmd(*args: str) -> list[str]:
 def run_agent(*args: str, timeout: float = 180, **kw: object) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning"}
     return subprocess.run(
-        agent_cmd(*args), capture_output=True, text=True, timeout=timeout, env=env, check=False,
-        stdin=subprocess.DEVNULL, **kw,  # type: ignore[arg-type]
+        agent_cmd(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        **kw,  # type: ignore[arg-type]
     )
 
 

@@ -26,8 +26,13 @@ def _expected(scene: str) -> list[str]:
 
 def test_samples_present() -> None:
     names = set(SCENES)
-    for needed in ("person_command", "nobody_command", "person_background_speech",
-                   "person_leaves", "person_arrives"):
+    for needed in (
+        "person_command",
+        "nobody_command",
+        "person_background_speech",
+        "person_leaves",
+        "person_arrives",
+    ):
         assert needed in names, f"sample scene {needed} missing"
 
 
@@ -36,9 +41,13 @@ def test_replay_outcome_seen_by_subscriber(scene: str, broker: LocalBroker, tmp_
     sub = Collector(broker.host, broker.port, "edge-agent/#").start()
     try:
         res = run_agent(
-            "replay", "--video", str(SAMPLES / scene / "video.avi"),
-            "--audio", str(SAMPLES / scene / "audio.wav"),
-            "--broker", f"{broker.host}:{broker.port}",
+            "replay",
+            "--video",
+            str(SAMPLES / scene / "video.avi"),
+            "--audio",
+            str(SAMPLES / scene / "audio.wav"),
+            "--broker",
+            f"{broker.host}:{broker.port}",
         )
         assert res.returncode == 0, res.stderr[-2000:]
         stdout_events = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
@@ -78,8 +87,12 @@ def test_run_daemon_status_and_sigterm(broker: LocalBroker, tmp_path: Path) -> N
     sub = Collector(broker.host, broker.port, "edge-agent/box1/#").start()
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
     proc = subprocess.Popen(
-        agent_cmd("run", "--config", str(cfg)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL, text=True, env=env,
+        agent_cmd("run", "--config", str(cfg)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
     )
     try:
         [online] = sub.wait_for("edge-agent/box1/status", timeout=60)
@@ -107,5 +120,7 @@ def test_run_daemon_status_and_sigterm(broker: LocalBroker, tmp_path: Path) -> N
 
 
 def test_replay_bad_broker_argument() -> None:
-    res = run_agent("replay", "--video", "x.avi", "--audio", "x.wav", "--broker", "nohost", timeout=60)
+    res = run_agent(
+        "replay", "--video", "x.avi", "--audio", "x.wav", "--broker", "nohost", timeout=60
+    )
     assert res.returncode == 78 and "--broker" in res.stderr

@@ -24,7 +24,9 @@ def _event() -> VoiceCommand:
         intent="light_on",
         text="turn on the light",
         image=ImageEvidence(0.9, 8, 8, "blazeface_full_int8@1.0.0"),
-        audio=AudioEvidence(0.7, "turn on the light", "pocketsphinx@5.1.1/en-us", "silero_vad@6.2.3", 0.99),
+        audio=AudioEvidence(
+            0.7, "turn on the light", "pocketsphinx@5.1.1/en-us", "silero_vad@6.2.3", 0.99
+        ),
         fusion=FusionInfo("weighted_sum", 0.5, 0.5, 0.6, 0.8),
         skew_ms=12.0,
     )

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StringConstraints, field_validator
 
 from agent.config.sections import (
     BufferConfig,
@@ -22,7 +21,8 @@ from agent.config.sections import (
 )
 from agent.config.speech import SpeechConfig
 
-_WORD = re.compile(r"^[a-z0-9_]+$")
+IntentName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Phrase = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 DEFAULT_INTENTS: dict[str, list[str]] = {
     "light_on": ["turn on the light", "lights on"],
@@ -49,7 +49,7 @@ class AgentConfig(Section):
     vision: VisionConfig = Field(default_factory=VisionConfig, description="Person/face detector.")
     vad: VadConfig = Field(default_factory=VadConfig, description="Voice activity detection.")
     speech: SpeechConfig = Field(default_factory=SpeechConfig, description="Intent recognizer.")
-    intents: dict[str, list[str]] = Field(
+    intents: dict[IntentName, Annotated[list[Phrase], Field(min_length=1)]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_INTENTS.items()},
         description="Intent name -> phrases that trigger it.",
     )
@@ -64,9 +64,4 @@ class AgentConfig(Section):
     def _check_intents(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         if not value:
             raise ValueError("at least one intent is needed")
-        for name, phrases in value.items():
-            if not _WORD.match(name):
-                raise ValueError(f"intent name {name!r} must be lowercase letters, digits, '_'")
-            if not phrases or any(not p.strip() for p in phrases):
-                raise ValueError(f"intent {name!r} needs at least one non-empty phrase")
         return value

@@ -21,12 +21,14 @@ class CameraConfig(Section):
         ),
         min_length=1,
     )
-    fps: float = Field(10.0, gt=0, le=120, description="Frames per second kept from the camera (cap).")
+    fps: float = Field(
+        10.0, gt=0, le=120, description="Frames per second kept from the camera (cap)."
+    )
     latency_ms: float = Field(
         0.0,
         ge=0,
         le=5000,
-        description="Device latency subtracted from each frame's grab time to put it on the agent clock.",
+        description="Device latency (ms) subtracted from each frame's grab time.",
     )
 
 
@@ -41,7 +43,10 @@ class MicrophoneConfig(Section):
     )
     chunk_ms: int = Field(32, ge=10, le=256, description="Capture chunk length in milliseconds.")
     queue_seconds: float = Field(
-        30.0, gt=0, le=600, description="Audio held while inference catches up; overflow is counted."
+        30.0,
+        gt=0,
+        le=600,
+        description="Audio held while inference catches up; overflow is counted.",
     )
 
 
@@ -53,7 +58,9 @@ class BufferConfig(Section):
 
 class VisionConfig(Section):
     model: str = Field(
-        "blazeface_full_int8", min_length=1, description="Face detector model name in the model store."
+        "blazeface_full_int8",
+        min_length=1,
+        description="Face detector model name in the model store.",
     )
     min_score: float = Field(
         0.6, ge=0, le=1, description="Face score above which a person counts as in view."
@@ -66,24 +73,34 @@ class VisionConfig(Section):
 
 class VadConfig(Section):
     model: str = Field("silero_vad", min_length=1, description="VAD model name in the model store.")
-    threshold: float = Field(0.5, gt=0, lt=1, description="Speech probability that starts a segment.")
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="Speech probability that starts a segment."
+    )
     min_speech_ms: int = Field(200, ge=0, le=5000, description="Shorter speech bursts are ignored.")
     min_silence_ms: int = Field(
         400, ge=50, le=5000, description="Silence that ends a segment (also the decision delay)."
     )
     pad_ms: int = Field(250, ge=0, le=1000, description="Audio kept before and after each segment.")
     max_segment_s: float = Field(
-        8.0, ge=1, le=60, description="A segment this long is cut and closed (long talk is not a command)."
+        8.0,
+        ge=1,
+        le=60,
+        description="A segment this long is cut and closed (long talk is not a command).",
     )
 
 
 class FusionConfig(Section):
     method: Literal["weighted_sum"] = Field(
-        "weighted_sum", description="How image and audio scores combine: X = alpha*x_image + beta*x_audio."
+        "weighted_sum",
+        description="How image and audio scores combine: X = alpha*x_image + beta*x_audio.",
     )
     alpha: float = Field(0.5, ge=0, le=1, description="Weight of the image score (person in view).")
-    beta: float = Field(0.5, ge=0, le=1, description="Weight of the audio score (speech confidence).")
-    threshold: float = Field(0.6, ge=0, le=1, description="Fused score at or above which the event fires.")
+    beta: float = Field(
+        0.5, ge=0, le=1, description="Weight of the audio score (speech confidence)."
+    )
+    threshold: float = Field(
+        0.6, ge=0, le=1, description="Fused score at or above which the event fires."
+    )
     window_before_s: float = Field(
         0.5, ge=0, le=10, description="Frames this long before the utterance also count."
     )
@@ -115,13 +132,16 @@ class MqttConfig(Section):
     base_topic: str = Field(
         "edge-agent", min_length=1, description="Topics live under <base_topic>/<device_id>/."
     )
-    client_id: str | None = Field(None, description="MQTT client id; default edge-agent-<device_id>.")
+    client_id: str | None = Field(
+        None, description="MQTT client id; default edge-agent-<device_id>."
+    )
     username: str | None = Field(None, description="Broker user name.")
     password: SecretStr | None = Field(
         None, description="Broker password (prefer password_file or EDGE_AGENT_MQTT_PASSWORD)."
     )
     password_file: Path | None = Field(
-        None, description="File whose first line is the broker password (e.g. a systemd credential)."
+        None,
+        description="File whose first line is the broker password (e.g. a systemd credential).",
     )
     keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
     qos: Literal[0, 1, 2] = Field(1, description="QoS of event messages.")
@@ -136,11 +156,15 @@ class MqttConfig(Section):
 
 class ModelsConfig(Section):
     dir: Path | None = Field(
-        None, description="Model store directory; default the 'models/' folder shipped with the agent."
+        None,
+        description="Model store directory; default the 'models/' folder shipped with the agent.",
     )
 
 
 class HealthConfig(Section):
     stall_seconds: float = Field(
-        10.0, gt=0, le=600, description="A stage with no progress for this long stops the watchdog ping."
+        10.0,
+        gt=0,
+        le=600,
+        description="A stage with no progress for this long stops the watchdog ping.",
     )

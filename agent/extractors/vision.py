@@ -74,9 +74,7 @@ def _nms(boxes: FloatArray, scores: FloatArray, iou: float, limit: int) -> list[
 
 def box_iou(a: Box, b: Box) -> float:
     """IoU of two (x0, y0, x1, y1) boxes."""
-    return float(
-        _iou_one(np.asarray(a, dtype=np.float32), np.asarray([b], dtype=np.float32))[0]
-    )
+    return float(_iou_one(np.asarray(a, dtype=np.float32), np.asarray([b], dtype=np.float32))[0])
 
 
 class FaceDetector:
@@ -160,7 +158,9 @@ class FaceDetector:
         tensor = tensor.transpose(2, 0, 1) if self._nchw else tensor
         return np.ascontiguousarray(tensor[None]), side, top, left
 
-    def raw_scores(self, image_bgr: npt.NDArray[Any]) -> tuple[FloatArray, FloatArray, int, int, int]:
+    def raw_scores(
+        self, image_bgr: npt.NDArray[Any]
+    ) -> tuple[FloatArray, FloatArray, int, int, int]:
         """Sigmoid scores and decoded boxes (square-image units) for every anchor."""
         tensor, side, top, left = self.prepare(image_bgr)
         out = self._session.run({self._input.name: tensor})
@@ -192,9 +192,10 @@ class FaceDetector:
         pixels = boxes * np.float32(side) - np.array([left, top, left, top], dtype=np.float32)
         norm = np.clip(pixels / np.array([w, h, w, h], dtype=np.float32), 0.0, 1.0)
         result = [
-            Detection(float(scores[i]), (
-                float(norm[i, 0]), float(norm[i, 1]), float(norm[i, 2]), float(norm[i, 3])
-            ))
+            Detection(
+                float(scores[i]),
+                (float(norm[i, 0]), float(norm[i, 1]), float(norm[i, 2]), float(norm[i, 3])),
+            )
             for i in _nms(boxes, scores, self._nms_iou, self._max_det)
         ]
         return result

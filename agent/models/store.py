@@ -108,7 +108,9 @@ class ModelStore:
         try:
             actual = sha256_of(manifest.path)
         except OSError as err:
-            raise ModelIntegrityError(f"{manifest.ref}: cannot read {manifest.path}: {err}") from err
+            raise ModelIntegrityError(
+                f"{manifest.ref}: cannot read {manifest.path}: {err}"
+            ) from err
         if actual != manifest.sha256:
             raise ModelIntegrityError(
                 f"{manifest.ref}: {manifest.file} sha256 {actual[:12]}… does not match the "

@@ -54,13 +54,18 @@ class LocalBroker:
         )
         log = (Path(self._dir.name) / "mosquitto.log").open("wb")
         self.proc = subprocess.Popen(
-            [self.exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            [self.exe, "-c", str(conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise PublishError(f"mosquitto exited with {self.proc.returncode}: {self.log_text()}")
+                raise PublishError(
+                    f"mosquitto exited with {self.proc.returncode}: {self.log_text()}"
+                )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
                     _LOGGER.debug("mosquitto pid %d on %s:%d", self.proc.pid, self.host, self.port)
@@ -68,7 +73,9 @@ class LocalBroker:
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise PublishError(f"mosquitto did not listen on {self.host}:{self.port} within {timeout} s")
+        raise PublishError(
+            f"mosquitto did not listen on {self.host}:{self.port} within {timeout} s"
+        )
 
     def log_text(self) -> str:
         path = Path(self._dir.name) / "mosquitto.log"

@@ -10,7 +10,6 @@ import json
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -32,7 +31,9 @@ def _read_password(cfg: MqttConfig) -> str | None:
             return cfg.password_file.read_text(encoding="utf-8").splitlines()[0].strip()
         except (OSError, IndexError) as err:
             # Name the key and the file, never the content.
-            raise ConfigError([f"mqtt.password_file: cannot read {cfg.password_file}: {err}"]) from None
+            raise ConfigError(
+                [f"mqtt.password_file: cannot read {cfg.password_file}: {err}"]
+            ) from None
     return cfg.password.get_secret_value() if cfg.password is not None else None
 
 
@@ -60,9 +61,13 @@ class MqttPublisher:
     def start(self, timeout: float = 10.0) -> None:
         """Connect in the background; wait up to ``timeout`` for the first CONNACK."""
         try:
-            self._client.connect_async(self._cfg.host, self._cfg.port, keepalive=self._cfg.keepalive)
+            self._client.connect_async(
+                self._cfg.host, self._cfg.port, keepalive=self._cfg.keepalive
+            )
         except (OSError, ValueError) as err:
-            raise PublishError(f"cannot connect to {self._cfg.host}:{self._cfg.port}: {err}") from err
+            raise PublishError(
+                f"cannot connect to {self._cfg.host}:{self._cfg.port}: {err}"
+            ) from err
         self._client.loop_start()
         if not self._connected.wait(timeout):
             _LOGGER.warning(

@@ -23,7 +23,9 @@ class OnnxSession:
         try:
             import onnxruntime as ort
         except ImportError as err:  # pragma: no cover - onnxruntime is a core dependency
-            raise RuntimeBackendError("onnxruntime is not installed: pip install onnxruntime") from err
+            raise RuntimeBackendError(
+                "onnxruntime is not installed: pip install onnxruntime"
+            ) from err
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -34,9 +36,7 @@ class OnnxSession:
             )
         except Exception as err:  # onnxruntime raises its own untyped errors
             raise RuntimeBackendError(f"onnxruntime cannot load {path.name}: {err}") from err
-        self.inputs = [
-            TensorSpec(i.name, _dims(i.shape), i.type) for i in self._sess.get_inputs()
-        ]
+        self.inputs = [TensorSpec(i.name, _dims(i.shape), i.type) for i in self._sess.get_inputs()]
         self.outputs = [
             TensorSpec(o.name, _dims(o.shape), o.type) for o in self._sess.get_outputs()
         ]

@@ -35,7 +35,11 @@ class OpenCvCamera:
         self._last_ns = 0
         self._index = 0
         target: int | str = int(cfg.source) if cfg.source.isdigit() else cfg.source
-        backend = cv2.CAP_V4L2 if isinstance(target, int) or cfg.source.startswith("/dev/") else cv2.CAP_ANY
+        backend = (
+            cv2.CAP_V4L2
+            if isinstance(target, int) or cfg.source.startswith("/dev/")
+            else cv2.CAP_ANY
+        )
         self._cap = cv2.VideoCapture(target, backend)
         if not self._cap.isOpened():
             raise SourceError(f"cannot open camera {self.name}")

@@ -35,7 +35,9 @@ class _Pacer:
             return media_ns
         if self._anchor_ns is None:
             self._anchor_ns = time.monotonic_ns()
-        delay = (self._anchor_ns + (media_ns if due_ns is None else due_ns) - time.monotonic_ns()) / 1e9
+        delay = (
+            self._anchor_ns + (media_ns if due_ns is None else due_ns) - time.monotonic_ns()
+        ) / 1e9
         if delay > 0:
             time.sleep(delay)
         return self._anchor_ns + media_ns
@@ -92,7 +94,8 @@ def read_wav(path: Path) -> npt.NDArray[np.int16]:
         n_out = int(len(data) * AUDIO_RATE / rate)
         data = np.interp(np.arange(n_out) * rate / AUDIO_RATE, np.arange(len(data)), data)
         _LOGGER.info("resampled %s from %d Hz to %d Hz", path.name, rate, AUDIO_RATE)
-    return np.clip(np.round(data), -32768, 32767).astype(np.int16)
+    out: npt.NDArray[np.int16] = np.clip(np.round(data), -32768, 32767).astype(np.int16)
+    return out
 
 
 class WavFileSource:

@@ -10,8 +10,8 @@ import logging
 import os
 import queue
 import sys
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -98,7 +98,9 @@ class PyAudioMicrophone:
         self._latency_ns = int(float(self._stream.get_input_latency()) * 1e9)
         _LOGGER.info("microphone %s opened (latency %.1f ms)", cfg.source, self._latency_ns / 1e6)
 
-    def _callback(self, data: bytes | None, frames: int, info: Any, status: int) -> tuple[None, int]:
+    def _callback(
+        self, data: bytes | None, frames: int, info: Any, status: int
+    ) -> tuple[None, int]:
         import pyaudio
 
         if self._anchor_ns is None:
@@ -120,7 +122,9 @@ class PyAudioMicrophone:
         except queue.Empty as err:
             if not self._stream.is_active():
                 return None
-            raise SourceError(f"microphone {self.name} delivered nothing for {timeout:.1f} s") from err
+            raise SourceError(
+                f"microphone {self.name} delivered nothing for {timeout:.1f} s"
+            ) from err
         samples = np.frombuffer(data, dtype="<i2").astype(np.int16)
         first = self._next_sample
         self._next_sample += len(samples)
