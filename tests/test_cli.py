@@ -100,7 +100,7 @@ def test_run_daemon_status_and_sigterm(broker: LocalBroker, tmp_path: Path) -> N
         events = sub.wait_for("edge-agent/box1/events", timeout=30)
         assert [e.json()["intent"] for e in events] == ["light_on"]
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()

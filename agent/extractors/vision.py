@@ -143,7 +143,7 @@ class FaceDetector:
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.size == 0:
             raise ExtractorError(f"vision: expected an HxWx3 BGR image, got {image_bgr.shape}")
         if image_bgr.dtype != np.uint8:
-            image_bgr = np.clip(image_bgr, 0, 255).astype(np.uint8)
+            raise ExtractorError(f"vision: expected uint8 pixels, got {image_bgr.dtype}")
         h, w = image_bgr.shape[:2]
         side = max(h, w)
         top, left = (side - h) // 2, (side - w) // 2

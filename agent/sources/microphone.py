@@ -75,6 +75,7 @@ class PyAudioMicrophone:
             maxsize=max(1, int(cfg.queue_seconds * 1000 / cfg.chunk_ms))
         )
         self._anchor_ns: int | None = None
+        self._latency_ns = 0  # set after open(); the callback may run before that
         self._next_sample = 0
         self.overflows = 0
         self.dropped_chunks = 0
@@ -105,9 +106,8 @@ class PyAudioMicrophone:
 
         if self._anchor_ns is None:
             # The first buffer ended now; its first sample was captured one buffer earlier.
-            self._anchor_ns = (
-                self._clock.now_ns() - frames * 1_000_000_000 // AUDIO_RATE - self._latency_ns
-            )
+            # The input latency is subtracted in read(), once it is known.
+            self._anchor_ns = self._clock.now_ns() - frames * 1_000_000_000 // AUDIO_RATE
         if status & pyaudio.paInputOverflow:
             self.overflows += 1
         try:
@@ -128,7 +128,7 @@ class PyAudioMicrophone:
         samples = np.frombuffer(data, dtype="<i2").astype(np.int16)
         first = self._next_sample
         self._next_sample += len(samples)
-        anchor = self._anchor_ns or 0
+        anchor = (self._anchor_ns or 0) - self._latency_ns
         return AudioChunk(anchor + first * 1_000_000_000 // AUDIO_RATE, first, samples)
 
     def close(self) -> None:
