@@ -46,6 +46,7 @@ class MqttPublisher:
         self._lock = threading.Lock()
         self.reconnects = 0
         self.published = 0
+        self._closing = False
         self.progress_ns = time.monotonic_ns()
         client_id = cfg.client_id or f"edge-agent-{device_id}"
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
@@ -86,6 +87,7 @@ class MqttPublisher:
 
     def close(self, timeout: float = 5.0) -> None:
         """Publish ``stopped``, wait for outstanding QoS 1 acks, disconnect."""
+        self._closing = True
         if self.connected:
             info = self._client.publish(self.topics.status, STOPPED, qos=1, retain=True)
             self._wait(info, timeout)
@@ -153,7 +155,7 @@ class MqttPublisher:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         try:
-            if self._connected.is_set():
+            if self._connected.is_set() and not self._closing:
                 self.reconnects += 1
                 _LOGGER.warning("MQTT disconnected: %s", reason)
             self._connected.clear()
