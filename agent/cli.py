@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
         "--no-broker", action="store_true", help="skip MQTT; print events from the in-process sink"
     )
 
+    bench = sub.add_parser("bench", help="per-model ms and pipeline CPU per media second")
+    bench.add_argument("--scene", default="person_command", help="sample scene for the pipeline")
+    bench.add_argument("--runs", type=int, default=20, help="runs per figure (median)")
+    bench.add_argument("--json", action="store_true", help="print JSON")
+
     models = sub.add_parser("models", help="model store")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     ml = msub.add_parser("list", help="list models")
@@ -136,6 +141,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(SAMPLES, scenes=args.scene, use_broker=not args.no_broker)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from agent.bench import print_table, run_bench
+
+    scene = SAMPLES / args.scene
+    if not (scene / "scene.json").is_file():
+        raise ConfigError([f"--scene: no sample scene {args.scene!r} in {SAMPLES}"])
+    result = run_bench(scene, runs=max(3, args.runs))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(result)
+    return EX_OK
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from agent.models.store import ModelStore
 
@@ -187,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replay": cmd_replay,
         "demo": cmd_demo,
         "models": cmd_models,
+        "bench": cmd_bench,
     }
     try:
         return handlers[args.command](args)

@@ -40,10 +40,11 @@ PROBE = textwrap.dedent(
         total += len(c.samples)
     mic.close()
     firsts = [c.first_sample for c in chunks]
-    contiguous = all(b.first_sample == a.first_sample + len(a.samples) for a, b in zip(chunks, chunks[1:]))
+    pairs = list(zip(chunks, chunks[1:]))
+    contiguous = all(b.first_sample == a.first_sample + len(a.samples) for a, b in pairs)
     np.concatenate([c.samples for c in chunks]).tofile(sys.argv[3])
     print(json.dumps({"missing": missing, "contiguous": contiguous, "first": firsts[0],
-                      "monotonic_t": all(b.t_ns > a.t_ns for a, b in zip(chunks, chunks[1:]))}))
+                      "monotonic_t": all(b.t_ns > a.t_ns for a, b in pairs)}))
     """
 )
 
