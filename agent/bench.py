@@ -60,10 +60,16 @@ def run_bench(scene: Path, runs: int = 20, threads: tuple[int, ...] = (1, 2)) ->
                 unit = "per 32 ms window"
             else:
                 continue
-            models.append({
-                "model": manifest.ref, "runtime": manifest.runtime, "precision": manifest.precision,
-                "threads": n, "median_ms": round(ms, 3), "unit": unit,
-            })
+            models.append(
+                {
+                    "model": manifest.ref,
+                    "runtime": manifest.runtime,
+                    "precision": manifest.precision,
+                    "threads": n,
+                    "median_ms": round(ms, 3),
+                    "unit": unit,
+                }
+            )
     recognizer = build_recognizer(cfg.speech, cfg.intents)
     sink = MemorySink()
     reports = []

@@ -63,7 +63,10 @@ def test_pyaudio_reads_alsa_file_device_bit_for_bit(tmp_path: Path, source: str)
     out = tmp_path / "got.s16"
     res = subprocess.run(
         [sys.executable, "-c", PROBE, source, str(len(ref)), str(out)],
-        env={**os.environ, "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
     )
     assert res.returncode == 0, res.stderr[-3000:]

@@ -96,3 +96,30 @@ def test_last_will_offline_after_sigkill(broker: LocalBroker) -> None:
             proc.stdout.close()
         sub.stop()
     assert [m.payload for m in got] == [b"online", b"offline"], f"after {waited:.1f} s"
+
+
+def test_subscriptions_survive_a_raising_handler(broker: LocalBroker) -> None:
+    cfg = MqttConfig(host=broker.host, port=broker.port, keepalive=5)
+    pub = MqttPublisher(cfg, "t3")
+    got: list[tuple[str, bytes]] = []
+
+    def handler(topic: str, payload: bytes) -> None:
+        if payload == b"boom":
+            raise ValueError("hostile")
+        got.append((topic, payload))
+
+    pub.subscribe("edge-agent/t3/set/#", handler)
+    pub.start()
+    sender = MqttPublisher(MqttConfig(host=broker.host, port=broker.port), "sender")
+    sender.start()
+    try:
+        sender.publish_raw("edge-agent/t3/set/x", b"boom")
+        sender.publish_raw("edge-agent/t3/set/y", b"ok")
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert got == [("edge-agent/t3/set/y", b"ok")]
+        assert pub.handler_errors == 1 and pub.network_alive()
+    finally:
+        sender.close()
+        pub.close()

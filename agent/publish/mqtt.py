@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -23,6 +24,9 @@ from agent.publish.topics import Topics
 _LOGGER = logging.getLogger(__name__)
 
 ONLINE, OFFLINE, STOPPED = "online", "offline", "stopped"
+
+MessageHandler = Callable[[str, bytes], None]
+"""Called on paho's network thread with (topic, payload); must not block."""
 
 
 def _read_password(cfg: MqttConfig) -> str | None:
@@ -47,6 +51,9 @@ class MqttPublisher:
         self.reconnects = 0
         self.published = 0
         self._closing = False
+        self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
+        self._connect_hooks: list[Callable[[], None]] = []
+        self.handler_errors = 0
         self.progress_ns = time.monotonic_ns()
         client_id = cfg.client_id or f"edge-agent-{device_id}"
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
@@ -57,6 +64,7 @@ class MqttPublisher:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
 
     # -- lifecycle -------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> None:
@@ -94,6 +102,9 @@ class MqttPublisher:
         self.flush(timeout)
         self._client.disconnect()
         self._client.loop_stop()
+        # paho closes its wake-up socket pair only in __del__; reinitialise() is the public way
+        # to close it now instead of leaving it to the garbage collector.
+        self._client.reinitialise()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every event published so far is acknowledged (bounded)."""
@@ -124,7 +135,23 @@ class MqttPublisher:
     def publish_state(self, key: str, value: str) -> None:
         self._publish(self.topics.state(key), value, 1, retain=True)
 
-    def _publish(self, topic: str, payload: str, qos: int, retain: bool) -> None:
+    def publish_raw(
+        self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False
+    ) -> None:
+        """Any topic (e.g. Home Assistant discovery); QoS>0 messages are tracked until acked."""
+        self._publish(topic, payload, qos, retain)
+
+    def subscribe(self, topic: str, handler: MessageHandler, qos: int = 1) -> None:
+        """Subscribe now (if connected) and again after every reconnect."""
+        self._subscriptions[topic] = (qos, handler)
+        if self.connected:
+            self._client.subscribe(topic, qos=qos)
+
+    def add_connect_hook(self, hook: Callable[[], None]) -> None:
+        """Run on paho's thread after every (re)connect, once ``online`` is published."""
+        self._connect_hooks.append(hook)
+
+    def _publish(self, topic: str, payload: str | bytes, qos: int, retain: bool) -> None:
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
             raise PublishError("MQTT queue full")
@@ -146,10 +173,24 @@ class MqttPublisher:
             else:
                 _LOGGER.info("MQTT connected to %s:%d", self._cfg.host, self._cfg.port)
             client.publish(self.topics.status, ONLINE, qos=1, retain=True)
+            for topic, (qos, _) in self._subscriptions.items():
+                client.subscribe(topic, qos=qos)
             self._connected.set()
             self.progress_ns = time.monotonic_ns()
+            for hook in self._connect_hooks:
+                hook()
         except Exception:
             _LOGGER.exception("error in MQTT on_connect")
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # A raising handler would kill paho's network thread: count it and carry on.
+        try:
+            for pattern, (_, handler) in self._subscriptions.items():
+                if mqtt.topic_matches_sub(pattern, msg.topic):
+                    handler(msg.topic, bytes(msg.payload))
+        except Exception:
+            self.handler_errors += 1
+            _LOGGER.exception("error handling MQTT message on %s", msg.topic)
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any

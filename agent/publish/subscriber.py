@@ -50,6 +50,9 @@ class Collector:
     def stop(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+        # paho closes its wake-up socket pair only in __del__; reinitialise() is the public way
+        # to close it now instead of leaving it to the garbage collector.
+        self._client.reinitialise()
 
     def _on_connect(self, client: mqtt.Client, u: Any, f: Any, reason: Any, p: Any) -> None:
         try:
