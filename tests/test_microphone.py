@@ -23,7 +23,7 @@ PROBE = textwrap.dedent(
     """
     import json, sys
     import numpy as np
-    from agent.config.sections import MicrophoneConfig
+    from agent.config.capture import MicrophoneConfig
     from agent.core.clock import MonotonicClock
     from agent.errors import SourceError
     from agent.sources.microphone import PyAudioMicrophone

@@ -8,7 +8,7 @@ import sys
 import textwrap
 import time
 
-from agent.config.sections import MqttConfig
+from agent.config.mqtt import MqttConfig
 from agent.events.types import AudioEvidence, FusionInfo, ImageEvidence, VoiceCommand
 from agent.publish.broker import LocalBroker
 from agent.publish.mqtt import MqttPublisher
@@ -69,7 +69,7 @@ def test_last_will_offline_after_sigkill(broker: LocalBroker) -> None:
     code = textwrap.dedent(
         f"""
         import time
-        from agent.config.sections import MqttConfig
+        from agent.config.mqtt import MqttConfig
         from agent.publish.mqtt import MqttPublisher
         pub = MqttPublisher(MqttConfig(host="{broker.host}", port={broker.port}, keepalive=5), "t2")
         pub.start()

@@ -6,16 +6,15 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator
 
+from agent.config.base import Section
+from agent.config.capture import CameraConfig, MicrophoneConfig
+from agent.config.mqtt import MqttConfig
 from agent.config.sections import (
     BufferConfig,
-    CameraConfig,
     EventsConfig,
     FusionConfig,
     HealthConfig,
-    MicrophoneConfig,
     ModelsConfig,
-    MqttConfig,
-    Section,
     VadConfig,
     VisionConfig,
 )

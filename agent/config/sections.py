@@ -5,49 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field
 
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CameraConfig(Section):
-    source: str = Field(
-        "0",
-        description=(
-            "Camera: a V4L2 index ('0'), a device path ('/dev/video0'), an 'rtsp://' or "
-            "'http(s)://' MJPEG URL, or a video file path / 'file://' URL."
-        ),
-        min_length=1,
-    )
-    fps: float = Field(
-        10.0, gt=0, le=120, description="Frames per second kept from the camera (cap)."
-    )
-    latency_ms: float = Field(
-        0.0,
-        ge=0,
-        le=5000,
-        description="Device latency (ms) subtracted from each frame's grab time.",
-    )
-
-
-class MicrophoneConfig(Section):
-    source: str = Field(
-        "default",
-        description=(
-            "Microphone: 'default', a PyAudio device index ('2'), a name substring "
-            "('pyaudio://USB Mic' or just 'USB Mic'), or a WAV file path / 'file://' URL."
-        ),
-        min_length=1,
-    )
-    chunk_ms: int = Field(32, ge=10, le=256, description="Capture chunk length in milliseconds.")
-    queue_seconds: float = Field(
-        30.0,
-        gt=0,
-        le=600,
-        description="Audio held while inference catches up; overflow is counted.",
-    )
+from agent.config.base import Section
 
 
 class BufferConfig(Section):
@@ -123,35 +83,6 @@ class EventsConfig(Section):
     voice_command: VoiceCommandConfig = Field(
         default_factory=VoiceCommandConfig, description="The fused voice_command event."
     )
-
-
-class MqttConfig(Section):
-    enabled: bool = Field(True, description="Publish to an MQTT broker ('run' needs it).")
-    host: str = Field("127.0.0.1", min_length=1, description="Broker host name or address.")
-    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
-    base_topic: str = Field(
-        "edge-agent", min_length=1, description="Topics live under <base_topic>/<device_id>/."
-    )
-    client_id: str | None = Field(
-        None, description="MQTT client id; default edge-agent-<device_id>."
-    )
-    username: str | None = Field(None, description="Broker user name.")
-    password: SecretStr | None = Field(
-        None, description="Broker password (prefer password_file or EDGE_AGENT_MQTT_PASSWORD)."
-    )
-    password_file: Path | None = Field(
-        None,
-        description="File whose first line is the broker password (e.g. a systemd credential).",
-    )
-    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
-    qos: Literal[0, 1, 2] = Field(1, description="QoS of event messages.")
-
-    @field_validator("base_topic")
-    @classmethod
-    def _no_wildcards(cls, value: str) -> str:
-        if any(c in value for c in "+#") or value.startswith("/") or value.endswith("/"):
-            raise ValueError("must not contain '+' or '#' or start/end with '/'")
-        return value
 
 
 class ModelsConfig(Section):

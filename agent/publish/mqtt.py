@@ -16,7 +16,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.config.sections import MqttConfig
+from agent.config.mqtt import MqttConfig
 from agent.errors import ConfigError, PublishError
 from agent.events.types import Event
 from agent.publish.topics import Topics

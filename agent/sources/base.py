@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlparse
 
-from agent.config.sections import CameraConfig, MicrophoneConfig
+from agent.config.capture import CameraConfig, MicrophoneConfig
 from agent.core.clock import Clock
 from agent.core.media import AudioChunk, Frame
 

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from agent.config.sections import CameraConfig
+from agent.config.capture import CameraConfig
 from agent.core.clock import Clock
 from agent.core.media import Frame
 from agent.errors import SourceError

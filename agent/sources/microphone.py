@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.config.sections import MicrophoneConfig
+from agent.config.capture import MicrophoneConfig
 from agent.core.clock import Clock
 from agent.core.media import AUDIO_RATE, AudioChunk
 from agent.errors import SourceError
