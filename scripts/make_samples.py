@@ -149,6 +149,25 @@ SCENES: tuple[Scene, ...] = (
         expect=(),
     ),
     Scene(
+        name="person_chatter",
+        description="Astronaut in view; short talk that is no command: a real LibriVox "
+        "sentence (3 s) and the near miss 'turn on the radio'.",
+        duration_s=9.0,
+        person="astronaut",
+        in_view=((0.0, 9.0),),
+        speech=(
+            Speech(
+                "",  # filled from the LibriVox transcription
+                "sense_and_sensibility_01_austen_64kb-0880",
+                "radio",
+                at=0.5,
+                kind="file",
+            ),
+            Speech("turn on the radio", "en-us", "person", at=5.5),
+        ),
+        expect=(),
+    ),
+    Scene(
         name="person_leaves",
         description="Astronaut leaves at 2.0 s; 'turn on the fan' is heard at 4.0 s.",
         duration_s=7.0,
