@@ -32,6 +32,7 @@ def test_samples_present() -> None:
         "person_background_speech",
         "person_leaves",
         "person_arrives",
+        "person_chatter",
     ):
         assert needed in names, f"sample scene {needed} missing"
 
