@@ -14,7 +14,6 @@ from types import FrameType
 
 from agent.config.schema import AgentConfig
 from agent.core.clock import MonotonicClock
-from agent.errors import EdgeAgentError, SourceError
 from agent.extractors.speech import build_recognizer
 from agent.extractors.vad import Segmenter, SileroVad
 from agent.extractors.vision import FaceDetector
@@ -23,8 +22,8 @@ from agent.health.notify import Heartbeats, Notifier, Watchdog
 from agent.models.store import ModelStore
 from agent.pipeline import Models, Pipeline
 from agent.publish.sink import JsonLinesSink, Sink
-from agent.sources.base import AudioSource, VideoSource, open_audio, open_video
 from agent.sources.files import VideoFileSource, WavFileSource
+from agent.sources.supervisor import Capture
 from agent.sync.ring import FrameRing
 
 _LOGGER = logging.getLogger(__name__)
@@ -69,6 +68,8 @@ def replay(
     vsrc = VideoFileSource(video)
     asrc = WavFileSource(audio, chunk_ms=chunk_ms)
     frames = chunks = 0
+    asrc_end_ns = int(asrc.duration_s * 1e9)
+    grace_ns = int(pipeline.window_after_s * 1e9)
     try:
         nxt = vsrc.read()
         while (chunk := asrc.read()) is not None:
@@ -83,7 +84,8 @@ def replay(
                 nxt = vsrc.read()
             pipeline.on_audio(chunk)
             chunks += 1
-        while nxt is not None:
+        # Decide the last utterance before trailing video could push its frames out of the ring.
+        while nxt is not None and nxt.t_ns <= asrc_end_ns + grace_ns:
             pipeline.on_frame(nxt)
             frames += 1
             nxt = vsrc.read()
@@ -115,61 +117,37 @@ class LiveAgent:
         self.pipeline = build_pipeline(cfg, sink, self.beats)
         if self.publisher is not None:
             self.beats.add_check("mqtt", self.publisher.network_alive)
+        self.control = None
+        if self.publisher is not None:
+            from agent.control import MqttControl
+
+            self.control = MqttControl(cfg, self.publisher, self.pipeline)
         self._clock = MonotonicClock()
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         _LOGGER.info("stopping (signal %d)", signum)
         self._stop.set()
 
-    def _camera_loop(self) -> None:
-        backoff = 1.0
-        while not self._stop.is_set():
-            try:
-                cam: VideoSource = open_video(self.cfg.camera, self._clock)
-            except SourceError as err:
-                _LOGGER.warning("camera: %s; retrying in %.0f s", err, backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
-                continue
-            backoff = 1.0
-            try:
-                while not self._stop.is_set():
-                    frame = cam.read()
-                    if frame is None:
-                        break
-                    self.pipeline.on_frame(frame)
-            except SourceError as err:
-                _LOGGER.warning("camera: %s", err)
-            finally:
-                cam.close()
-            self._stop.wait(backoff)
-
-    def _audio_loop(self, mic: AudioSource) -> None:
-        while not self._stop.is_set():
-            try:
-                chunk = mic.read()
-            except SourceError as err:
-                _LOGGER.warning("microphone: %s", err)
-                continue
-            if chunk is None:
-                _LOGGER.warning("microphone stream ended")
-                self._stop.set()
-                break
-            self.pipeline.on_audio(chunk)
-
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
-        mic = open_audio(self.cfg.microphone, self._clock)
+        self.capture = Capture(
+            self.cfg.camera,
+            self.cfg.microphone,
+            self._clock,
+            self.pipeline.on_frame,
+            self.pipeline.on_audio,
+            on_audio_end=self._stop.set,
+        )
+        if self.control is not None:
+            self.control.add_capture(self.capture)
+            self.control.attach()
         if self.publisher is not None:
             self.publisher.start()
-        threads = [
-            threading.Thread(target=self._camera_loop, name="camera", daemon=True),
-            threading.Thread(target=self._audio_loop, args=(mic,), name="audio", daemon=True),
-        ]
-        for t in threads:
-            t.start()
-        self.notifier.ready(f"running: camera {self.cfg.camera.source}, mic {mic.name}")
+        self.capture.start()
+        self.notifier.ready(
+            f"running: camera {self.cfg.camera.source}, mic {self.cfg.microphone.source}"
+        )
         watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
         dog = None
         if watchdog_usec:
@@ -178,17 +156,13 @@ class LiveAgent:
         _LOGGER.info("edge-agent %s running", self.cfg.device_id)
         try:
             while not self._stop.wait(0.5):
-                pass
+                if self.control is not None:
+                    self.control.tick()
         finally:
             self.notifier.stopping()
             if dog:
                 dog.stop()
-            for t in threads:
-                t.join(timeout=3)
-            try:
-                mic.close()
-            except EdgeAgentError as err:
-                _LOGGER.warning("closing microphone: %s", err)
+            self.capture.stop()
             self.pipeline.finish()
             if self.publisher is not None:
                 self.publisher.close()

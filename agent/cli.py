@@ -8,11 +8,15 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent import __version__
-from agent.config.loader import load_config
+from agent.config.loader import load_config, locate_words
 from agent.config.schema import AgentConfig
 from agent.errors import ConfigError, EdgeAgentError
+
+if TYPE_CHECKING:
+    from agent.models.store import Manifest
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -53,9 +57,21 @@ def _parser() -> argparse.ArgumentParser:
         "--no-broker", action="store_true", help="skip MQTT; print events from the in-process sink"
     )
 
-    bench = sub.add_parser("bench", help="per-model ms and pipeline CPU per media second")
+    bench = sub.add_parser(
+        "bench",
+        help="per-model ms (per runtime, back-end, threads) and pipeline CPU per media second",
+    )
     bench.add_argument("--scene", default="person_command", help="sample scene for the pipeline")
     bench.add_argument("--runs", type=int, default=20, help="runs per figure (median)")
+    bench.add_argument(
+        "--threads", default="1,2", help="comma-separated thread counts per model (default 1,2)"
+    )
+    bench.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        help="config YAML: its runtimes (providers, delegates) are benched beside the CPU",
+    )
     bench.add_argument("--json", action="store_true", help="print JSON")
 
     models = sub.add_parser("models", help="model store")
@@ -63,8 +79,23 @@ def _parser() -> argparse.ArgumentParser:
     ml = msub.add_parser("list", help="list models")
     ml.add_argument("--json", action="store_true")
     msub.add_parser("verify", help="check every model file against its manifest sha256")
+    mi = msub.add_parser(
+        "install",
+        help="install a model folder (manifest.json + file) after checking licence, sha256 "
+        "and a test load; the replaced version is kept for rollback",
+    )
+    mi.add_argument("source", type=Path, help="folder holding manifest.json and the model file")
+    mi.add_argument("--config", "-c", type=Path, help="config YAML (runtimes for the test load)")
+    mi.add_argument("--force", action="store_true", help="install even if inputs/outputs differ")
+    mr = msub.add_parser("rollback", help="reactivate the version the last install replaced")
+    mr.add_argument("name", help="model name")
     for m in msub.choices.values():
         m.add_argument("--dir", type=Path, help="model store (default: bundled models/)")
+
+    dev = sub.add_parser(
+        "devices", help="cameras (/dev/video*) and microphones, with what they support"
+    )
+    dev.add_argument("--json", action="store_true", help="print JSON")
     return p
 
 
@@ -73,7 +104,11 @@ def _config(path: Path | None) -> AgentConfig:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from agent.extractors.speech import build_recognizer
+
     cfg = load_config(args.config)
+    # The engine knows its vocabulary; building it opens no device.
+    build_recognizer(cfg.speech, cfg.intents)
     print(f"{args.config}: OK (device {cfg.device_id}, {len(cfg.intents)} intents)")
     return EX_OK
 
@@ -103,10 +138,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     sink: Sink = JsonLinesSink(sys.stdout)
     if args.broker:
         from agent.publish.mqtt import MqttPublisher
+        from agent.publish.outbox import Outbox
 
         host, port = _parse_broker(args.broker)
         mqtt_cfg = cfg.mqtt.model_copy(update={"host": host, "port": port})
-        publisher = MqttPublisher(mqtt_cfg, cfg.device_id)
+        # Replay is a one-shot tool: an in-memory outbox, never the daemon's file.
+        publisher = MqttPublisher(mqtt_cfg, cfg.device_id, outbox=Outbox(None))
         publisher.start()
         sink = FanOut(sink, publisher)
     try:
@@ -141,13 +178,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(SAMPLES, scenes=args.scene, use_broker=not args.no_broker)
 
 
+def _thread_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        counts = ()
+    if not counts or not all(1 <= n <= 64 for n in counts):
+        raise ConfigError([f"--threads: expected counts 1-64 such as 1,2; got {text!r}"])
+    return counts
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from agent.bench import print_table, run_bench
 
     scene = SAMPLES / args.scene
     if not (scene / "scene.json").is_file():
         raise ConfigError([f"--scene: no sample scene {args.scene!r} in {SAMPLES}"])
-    result = run_bench(scene, runs=max(3, args.runs))
+    result = run_bench(
+        scene,
+        runs=max(3, args.runs),
+        threads=_thread_counts(args.threads),
+        cfg=_config(args.config),
+    )
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -155,31 +207,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def _manifest_row(m: Manifest) -> dict[str, str]:
+    return {
+        "name": m.name,
+        "version": m.version,
+        "runtime": m.runtime,
+        "precision": m.precision,
+        "task": m.task,
+        "licence": m.licence,
+        "source": m.source,
+        "sha256": m.sha256,
+    }
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from agent.models.store import ModelStore
 
-    store = ModelStore(args.dir)
+    store = ModelStore(args.dir or (_config(args.config).models.dir if "config" in args else None))
+    if args.models_command == "install":
+        installed = store.install(args.source, _config(args.config).runtimes, force=args.force)
+        print(f"installed {installed.ref} into {installed.folder}")
+        return EX_OK
+    if args.models_command == "rollback":
+        active = store.rollback(args.name)
+        print(f"rolled back: {active.ref} is active")
+        return EX_OK
     manifests = [store.manifest(n) for n in store.names()]
     if args.models_command == "list":
         if args.json:
-            print(
-                json.dumps(
-                    [
-                        {
-                            "name": m.name,
-                            "version": m.version,
-                            "runtime": m.runtime,
-                            "precision": m.precision,
-                            "task": m.task,
-                            "licence": m.licence,
-                            "source": m.source,
-                            "sha256": m.sha256,
-                        }
-                        for m in manifests
-                    ],
-                    indent=2,
-                )
-            )
+            print(json.dumps([_manifest_row(m) for m in manifests], indent=2))
         else:
             for m in manifests:
                 print(f"{m.ref:32} {m.runtime:7} {m.precision:5} {m.licence:11} {m.source}")
@@ -195,6 +251,36 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EX_OK if bad == 0 else EX_FAIL
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    from agent.sources.devices import cameras, microphones
+
+    found = {"cameras": cameras(), "microphones": microphones()}
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return EX_OK
+    print("cameras:" if found["cameras"] else "cameras: none (/dev/video*)")
+    for cam in found["cameras"]:
+        print(f"  {cam['path']}  {cam.get('name', cam.get('card', ''))}  {cam.get('error', '')}")
+        for f in cam.get("formats", []):
+            sizes = ", ".join(
+                s.get("size", f"{s.get('min')}..{s.get('max')}")
+                + (f"@{'/'.join(str(x) for x in s['fps'])}" if s.get("fps") else "")
+                for s in f["sizes"]
+            )
+            print(f"    {f['fourcc']} ({f['description']}): {sizes}")
+    print("microphones:" if found["microphones"] else "microphones: none")
+    for mic in found["microphones"]:
+        if "error" in mic:
+            print(f"  {mic['error']}")
+            continue
+        native = "16 kHz mono" if mic["supports_16k_mono"] else "resampled to 16 kHz mono"
+        print(
+            f"  [{mic['index']}] {mic['name']}  {mic['max_channels']} ch, "
+            f"{mic['default_rate']} Hz default, {native}"
+        )
+    return EX_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from agent.logsetup import setup_logging
 
@@ -207,11 +293,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": cmd_demo,
         "models": cmd_models,
         "bench": cmd_bench,
+        "devices": cmd_devices,
     }
     try:
         return handlers[args.command](args)
     except ConfigError as err:
-        for line in err.problems:
+        config = getattr(args, "config", None)
+        problems = err.problems
+        if isinstance(config, Path) and not all(p.startswith(str(config)) for p in problems):
+            problems = [
+                p if p.startswith(str(config)) else q
+                for p, q in zip(problems, locate_words(problems, config), strict=True)
+            ]
+        for line in problems:
             print(f"config error: {line}", file=sys.stderr)
         return EX_CONFIG
     except EdgeAgentError as err:

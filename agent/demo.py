@@ -15,6 +15,7 @@ from agent.config.schema import AgentConfig
 from agent.errors import PublishError
 from agent.publish.broker import LocalBroker
 from agent.publish.mqtt import MqttPublisher
+from agent.publish.outbox import Outbox
 from agent.publish.sink import MemorySink
 from agent.publish.subscriber import Collector
 
@@ -83,7 +84,7 @@ def _scene_over_mqtt(folder: Path, cfg: AgentConfig, broker: LocalBroker) -> lis
     mqtt_cfg = cfg.mqtt.model_copy(update={"host": broker.host, "port": broker.port})
     topic = f"{mqtt_cfg.base_topic}/{cfg.device_id}/events"
     collector = Collector(broker.host, broker.port, topic).start()
-    publisher = MqttPublisher(mqtt_cfg, cfg.device_id)
+    publisher = MqttPublisher(mqtt_cfg, cfg.device_id, outbox=Outbox(None))
     publisher.start()
     try:
         pipeline = build_pipeline(cfg, publisher)

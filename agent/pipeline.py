@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Protocol
 
 import numpy as np
@@ -18,6 +20,7 @@ import numpy.typing as npt
 
 from agent.config.sections import FusionConfig, VisionConfig, VoiceCommandConfig
 from agent.core.media import AudioChunk, Frame
+from agent.core.settings import RuntimeSettings, Settings
 from agent.events.rules import Cooldown
 from agent.events.types import AudioEvidence, FusionInfo, ImageEvidence, VoiceCommand
 from agent.extractors.speech import IntentRecognizer
@@ -38,18 +41,23 @@ class PersonScorer(Protocol):
 
 @dataclass
 class StageTimes:
-    """Per-stage wall milliseconds, for stats and ``bench``."""
+    """Per-stage wall milliseconds of the last ``KEEP`` calls, for stats and ``bench``."""
 
-    samples: dict[str, list[float]] = field(default_factory=dict)
+    KEEP = 1000  # bounded: the daemon runs for months
+
+    samples: dict[str, deque[float]] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)
 
     def add(self, stage: str, started_ns: int) -> None:
-        self.samples.setdefault(stage, []).append((time.perf_counter_ns() - started_ns) / 1e6)
+        ms = (time.perf_counter_ns() - started_ns) / 1e6
+        self.samples.setdefault(stage, deque(maxlen=self.KEEP)).append(ms)
+        self.totals[stage] = self.totals.get(stage, 0) + 1
 
     def median_ms(self) -> dict[str, float]:
         return {k: statistics.median(v) for k, v in self.samples.items() if v}
 
     def counts(self) -> dict[str, int]:
-        return {k: len(v) for k, v in self.samples.items()}
+        return dict(self.totals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +94,7 @@ class Pipeline:
         models: Models,
         sink: Sink,
         on_progress: Callable[[str], None] | None = None,
+        settings: RuntimeSettings | None = None,
     ) -> None:
         self._device = device_id
         self.frames = frames
@@ -104,9 +113,25 @@ class Pipeline:
         self._progress = on_progress or (lambda stage: None)
         self.times = StageTimes()
         self.decisions = Decisions()
+        self.frames_seen = 0
+        # Changed at run time by MQTT commands; read once per decision.
+        self.settings = settings or RuntimeSettings(
+            Settings(
+                enabled=MappingProxyType({VoiceCommand.TYPE: rule_cfg.enabled}),
+                fusion_threshold=fusion_cfg.threshold,
+                require_person=rule_cfg.require_person,
+                vision_min_score=vision_cfg.min_score,
+            )
+        )
+
+    @property
+    def window_after_s(self) -> float:
+        """How long after an utterance its frames are still wanted."""
+        return self._fusion.window_after_s
 
     def on_frame(self, frame: Frame) -> None:
         self.frames.push(frame)
+        self.frames_seen += 1
         self._progress("camera")
 
     def on_audio(self, chunk: AudioChunk) -> None:
@@ -137,6 +162,7 @@ class Pipeline:
 
     def _decide(self, seg: SpeechSegment) -> None:
         self.decisions.segments += 1
+        now = self.settings.current
         started = time.perf_counter_ns()
         rec = self._recognizer.recognize(seg.samples)
         self.times.add("speech_segment", started)
@@ -145,7 +171,7 @@ class Pipeline:
             self.decisions.rejected_speech += 1
             _LOGGER.info("speech %s is not a command (%s)", span, rec.reason or "no intent")
             return
-        if not self._rule.enabled:
+        if not now.is_enabled(VoiceCommand.TYPE):
             return
         lo = seg.start_ns - int(self._fusion.window_before_s * 1e9)
         hi = seg.end_ns + int(self._fusion.window_after_s * 1e9)
@@ -155,12 +181,12 @@ class Pipeline:
             started = time.perf_counter_ns()
             scores.append(self._scorer.person_score(frame.image))
             self.times.add("vision_frame", started)
-        in_view = [s for s in scores if s >= self._vision.min_score]
+        in_view = [s for s in scores if s >= now.vision_min_score]
         # Mean over the window: someone present the whole utterance scores high,
         # someone glimpsed for one frame scores low.
         x_image = sum(in_view) / len(scores) if scores else 0.0
         fused = self._fuser(x_image, rec.confidence)
-        if self._rule.require_person and not in_view:
+        if now.require_person and not in_view:
             self.decisions.nobody_in_view += 1
             _LOGGER.info(
                 "heard %r (%s) at %s but nobody was in view (%d frames)",
@@ -170,14 +196,14 @@ class Pipeline:
                 len(scores),
             )
             return
-        if not fused.accepted:
+        if fused.score < now.fusion_threshold:
             self.decisions.below_threshold += 1
             _LOGGER.info(
                 "heard %r at %s: fused %.2f < %.2f (image %.2f, audio %.2f)",
                 rec.text,
                 span,
                 fused.score,
-                self._fuser.threshold,
+                now.fusion_threshold,
                 x_image,
                 rec.confidence,
             )
@@ -186,7 +212,8 @@ class Pipeline:
             self.decisions.cooled_down += 1
             return
         mid = (seg.start_ns + seg.end_ns) // 2
-        skew_ms = min(abs(f.t_ns - mid) for f in chosen) / 1e6
+        # No frame at all (camera down, require_person off): the skew is unknown.
+        skew_ms = min((abs(f.t_ns - mid) / 1e6 for f in chosen), default=-1.0)
         event = VoiceCommand(
             device=self._device,
             start=seg.start_ns / 1e9,
@@ -211,7 +238,7 @@ class Pipeline:
                 method=self._fuser.method,
                 alpha=self._fuser.alpha,
                 beta=self._fuser.beta,
-                threshold=self._fuser.threshold,
+                threshold=now.fusion_threshold,
                 score=round(fused.score, 4),
             ),
             skew_ms=skew_ms,

@@ -424,7 +424,7 @@ def write_manifest(directory: Path, **fields: Any) -> None:
     model = directory / fields["file"]
     manifest = {
         "name": fields.pop("name"),
-        "version": "1.0.0",
+        "version": fields.pop("version", "1.0.0"),
         "file": fields.pop("file"),
         "sha256": sha256(model),
         **fields,
@@ -540,6 +540,13 @@ def main(argv: list[str] | None = None) -> int:
         write_manifest(
             d_vad,
             name="silero_vad",
+            version=VAD_PKG.split("==")[1],  # unmodified upstream file: upstream's version
+            # Open input dims: warm up on the 16 kHz branch (576 = 64 context + 512 window).
+            warmup={
+                "input": {"shape": [1, 576]},
+                "state": {"shape": [2, 1, 128]},
+                "sr": {"value": 16000},
+            },
             file=vad_path.name,
             runtime="onnx",
             task="vad",

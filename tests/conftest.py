@@ -18,6 +18,14 @@ SAMPLES = ROOT / "agent" / "samples"
 TESTDATA = Path("/usr/share/pocketsphinx/test/data")
 
 
+@pytest.fixture(autouse=True)
+def _state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test (and every agent it starts) keeps its MQTT outbox in its own directory."""
+    state = tmp_path / "state"
+    state.mkdir()
+    monkeypatch.setenv("STATE_DIRECTORY", str(state))
+
+
 @pytest.fixture
 def broker() -> Iterator[LocalBroker]:
     if find_mosquitto() is None:

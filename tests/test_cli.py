@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -84,9 +85,22 @@ def test_run_daemon_status_and_sigterm(broker: LocalBroker, tmp_path: Path) -> N
     # systemd's notify socket, played by the test.
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
-    notify.setblocking(False)
+    notify.settimeout(0.2)
+    messages: list[str] = []
+    done = threading.Event()
+
+    def drain() -> None:  # like systemd, read every notification as it comes
+        while not done.is_set():
+            try:
+                messages.append(notify.recv(4096).decode())
+            except TimeoutError:
+                continue
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     sub = Collector(broker.host, broker.port, "edge-agent/box1/#").start()
-    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+    # WATCHDOG_USEC as systemd sets it for WatchdogSec=0.4: pings every 0.2 s while healthy.
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
     proc = subprocess.Popen(
         agent_cmd("run", "--config", str(cfg)),
         stdout=subprocess.PIPE,
@@ -109,15 +123,12 @@ def test_run_daemon_status_and_sigterm(broker: LocalBroker, tmp_path: Path) -> N
         sub.stop()
     assert proc.returncode == 0, err[-2000:]
     assert [m.payload for m in sub.on("edge-agent/box1/status")][-1] == b"stopped"
-    messages = []
-    while True:
-        try:
-            messages.append(notify.recv(4096).decode())
-        except BlockingIOError:
-            break
+    done.set()
+    reader.join(5)
     notify.close()
     assert messages and messages[0].startswith("READY=1"), messages
     assert any(m.startswith("STOPPING=1") for m in messages), messages
+    assert "WATCHDOG=1" in messages, messages
 
 
 def test_replay_bad_broker_argument() -> None:
@@ -125,3 +136,12 @@ def test_replay_bad_broker_argument() -> None:
         "replay", "--video", "x.avi", "--audio", "x.wav", "--broker", "nohost", timeout=60
     )
     assert res.returncode == 78 and "--broker" in res.stderr
+
+
+def test_demo_prints_what_the_subscriber_received() -> None:
+    res = run_agent("demo", "--scene", "person_command", "--scene", "nobody_command")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "broker: mosquitto on 127.0.0.1:" in res.stdout
+    assert "edge-agent/demo/events {" in res.stdout and '"intent":"light_on"' in res.stdout
+    assert "=> OK nobody_command: expected no event, received no event" in res.stdout
+    assert "all scenes as expected" in res.stdout

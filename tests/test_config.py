@@ -26,17 +26,20 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
     assert cfg.intents["light_off"] == ["turn off the light", "lights off"]
     assert len(cfg.intents) >= 4
     assert cfg.events.voice_command.require_person is True
-    text = EXAMPLE.read_text()
+    from ruamel.yaml import YAML
 
-    def walk(model: type, prefix: str) -> None:
+    doc = YAML(typ="rt").load(EXAMPLE.read_text())
+
+    def walk(model: type, node: object, prefix: str) -> None:
+        assert isinstance(node, dict), f"{prefix or 'root'} is not a section in the example"
         for name, field in model.model_fields.items():
-            assert f"{name}:" in text, f"{prefix}{name} missing from the example config"
+            assert name in node, f"{prefix}{name} missing from the example config"
             assert field.description, f"{prefix}{name} has no description"
             ann = field.annotation
             if isinstance(ann, type) and hasattr(ann, "model_fields"):
-                walk(ann, f"{prefix}{name}.")
+                walk(ann, node[name], f"{prefix}{name}.")
 
-    walk(AgentConfig, "")
+    walk(AgentConfig, doc, "")
 
 
 def test_wrong_type_names_key_and_line() -> None:
@@ -93,3 +96,16 @@ def test_cli_check_config_exit_codes(tmp_path: Path) -> None:
     assert res.returncode == 78
     missing = run_agent("check-config", str(tmp_path / "nope.yaml"), timeout=60)
     assert missing.returncode == 78 and "cannot read config" in missing.stderr
+
+
+def test_phrase_in_two_intents_located() -> None:
+    [line] = problems("intents:\n  a_on: ['lights on']\n  b_on: ['x', 'Lights on!']\n")
+    assert line.startswith("c.yaml:3:") and "intents.b_on[1]" in line and "a_on" in line
+
+
+def test_unknown_word_located_by_check_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text("intents:\n  light_on:\n    - turn on the light\n    - flurbify the lamp\n")
+    res = run_agent("check-config", str(cfg), timeout=60)
+    assert res.returncode == 78
+    assert f"{cfg}:4:7 intents.light_on[1]:" in res.stderr and "flurbify" in res.stderr

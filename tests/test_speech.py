@@ -47,9 +47,15 @@ def pad(x: npt.NDArray[np.int16], seed: int = 0) -> npt.NDArray[np.int16]:
 
 def speak(tmp_path: Path, text: str, voice: str, speed: int = 175) -> npt.NDArray[np.int16]:
     src, dst = tmp_path / "espeak.wav", tmp_path / "16k.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(src), text], check=True)
     subprocess.run(
-        ["sox", str(src), "-r", "16000", "-c", "1", "-b", "16", str(dst), "vol", "0.8"], check=True
+        ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(src), text],
+        check=True,
+        timeout=60,
+    )
+    subprocess.run(
+        ["sox", str(src), "-r", "16000", "-c", "1", "-b", "16", str(dst), "vol", "0.8"],
+        check=True,
+        timeout=60,
     )
     with wave.open(str(dst)) as w:
         assert w.getframerate() == 16000

@@ -7,6 +7,7 @@ ruamel.yaml's round-trip loader keeps each key's position and refuses duplicate 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from pydantic import SecretStr, ValidationError
 from agent.config.schema import AgentConfig
 from agent.errors import ConfigError
 
+_WORD_IN = re.compile(r"word '([^']+)'")
 PASSWORD_ENV = "EDGE_AGENT_MQTT_PASSWORD"
 PASSWORD_FILE_ENV = "EDGE_AGENT_MQTT_PASSWORD_FILE"  # systemd: %d/<credential>
 
@@ -73,13 +75,64 @@ def parse_text(text: str, name: str = "<config>") -> AgentConfig:
     if not isinstance(doc, dict):
         raise ConfigError([f"{name}:1:1 <root>: the config must be a mapping of sections"])
     try:
-        return AgentConfig.model_validate(_plain(doc))
+        cfg = AgentConfig.model_validate(_plain(doc))
     except ValidationError as err:
         problems = []
         for e in err.errors(include_url=False, include_input=False):
             line, col = _position(doc, e["loc"])
             problems.append(f"{name}:{line}:{col} {_dotted(e['loc'])}: {e['msg']}")
         raise ConfigError(problems) from None
+    problems = _intent_problems(doc, cfg, name)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def _intent_problems(doc: Any, cfg: AgentConfig, name: str) -> list[str]:
+    """Phrases that normalize to nothing or belong to two intents, located in the file."""
+    from agent.extractors.speech import normalize_phrase
+
+    owner: dict[str, str] = {}
+    problems = []
+    for intent, phrases in cfg.intents.items():
+        for i, raw in enumerate(phrases):
+            phrase = normalize_phrase(raw)
+            other = owner.setdefault(phrase, intent)
+            why = ""
+            if not phrase:
+                why = f"phrase {raw!r} has no words"
+            elif other != intent:
+                why = f"phrase {phrase!r} is also a phrase of intent {other!r}"
+            if why:
+                line, col = _position(doc, ("intents", intent, i))
+                problems.append(f"{name}:{line}:{col} intents.{intent}[{i}]: {why}")
+    return problems
+
+
+def locate_words(problems: list[str], path: Path) -> list[str]:
+    """Give vocabulary errors raised later (by a speech engine) the phrase's line:col."""
+    try:
+        from ruamel.yaml import YAML
+
+        doc = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
+        intents = doc.get("intents") if isinstance(doc, dict) else None
+    except Exception:  # the file already parsed once; this is best effort
+        intents = None
+    out = []
+    for problem in problems:
+        word = _WORD_IN.search(problem)
+        where = None
+        if word and isinstance(intents, dict):
+            for intent, phrases in intents.items():
+                for i, phrase in enumerate(phrases or []):
+                    if word.group(1) in str(phrase).lower().split():
+                        line, col = _position(doc, ("intents", intent, i))
+                        where = f"{path}:{line}:{col} intents.{intent}[{i}]"
+                        break
+                if where:
+                    break
+        out.append(f"{where}: {problem}" if where else f"{path}: {problem}")
+    return out
 
 
 def _plain(node: Any) -> Any:

@@ -8,7 +8,9 @@ from pydantic import Field, StringConstraints, field_validator
 
 from agent.config.base import Section
 from agent.config.capture import CameraConfig, MicrophoneConfig
+from agent.config.homeassistant import ControlConfig, HomeAssistantConfig
 from agent.config.mqtt import MqttConfig
+from agent.config.runtimes import RuntimesConfig
 from agent.config.sections import (
     BufferConfig,
     EventsConfig,
@@ -55,7 +57,17 @@ class AgentConfig(Section):
     fusion: FusionConfig = Field(default_factory=FusionConfig, description="Image-speech fusion.")
     events: EventsConfig = Field(default_factory=EventsConfig, description="Event rules.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker.")
+    homeassistant: HomeAssistantConfig = Field(
+        default_factory=HomeAssistantConfig, description="Home Assistant MQTT discovery."
+    )
+    control: ControlConfig = Field(
+        default_factory=ControlConfig, description="MQTT commands and periodic stats."
+    )
     models: ModelsConfig = Field(default_factory=ModelsConfig, description="Model store.")
+    runtimes: RuntimesConfig = Field(
+        default_factory=RuntimesConfig,
+        description="Inference back-ends: onnxruntime providers, LiteRT delegates, threads.",
+    )
     health: HealthConfig = Field(default_factory=HealthConfig, description="Watchdog.")
 
     @field_validator("intents")

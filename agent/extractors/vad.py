@@ -112,7 +112,7 @@ class Segmenter:
             self._hist_t0 = t0
         self._history.append(window)
         if not self._in_speech:
-            # Keep only the pre-roll while idle.
+            # Keep only the pre-roll while idle (the current window counts towards it).
             keep = max(1, -(-self._pad // WINDOW))
             if len(self._history) > keep:
                 drop = len(self._history) - keep

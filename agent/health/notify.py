@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -11,21 +13,48 @@ _LOGGER = logging.getLogger(__name__)
 
 
 class Notifier:
-    """Thin wrapper over sdnotify; a no-op outside systemd (no NOTIFY_SOCKET)."""
+    """sd_notify(3) over NOTIFY_SOCKET; a no-op outside systemd.
+
+    Hand-written (a dozen lines) rather than the sdnotify package because that one sends
+    blocking: a reader that stops reading would freeze whichever thread notifies. Here a
+    full socket drops the message with a warning instead.
+    """
 
     def __init__(self) -> None:
-        import sdnotify
-
-        self._n = sdnotify.SystemdNotifier()
+        self._sock: socket.socket | None = None
+        addr = os.environ.get("NOTIFY_SOCKET", "")
+        if not addr:
+            return
+        if addr.startswith("@"):
+            addr = "\0" + addr[1:]  # abstract namespace
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.connect(addr)
+        except OSError as err:
+            sock.close()
+            _LOGGER.warning("NOTIFY_SOCKET %s unusable: %s", addr, err)
+            return
+        sock.setblocking(False)
+        self._sock = sock
 
     def send(self, message: str) -> None:
-        self._n.notify(message)
+        if self._sock is None:
+            return
+        try:
+            self._sock.send(message.encode())
+        except OSError as err:
+            _LOGGER.warning("systemd notification %r not sent: %s", message.split("=", 1)[0], err)
 
     def ready(self, status: str) -> None:
         self.send(f"READY=1\nSTATUS={status}")
 
     def stopping(self) -> None:
         self.send("STOPPING=1")
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
 class Heartbeats:

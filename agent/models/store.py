@@ -1,4 +1,10 @@
-"""Model store: one folder per model with a manifest.json; bytes verified before load."""
+"""Model store: one folder per model with a manifest.json; bytes verified before load.
+
+``install`` verifies a new version (manifest, licence, sha256, a canary load with warm-up)
+before it replaces the installed one, which is kept as ``.<name>.previous`` for ``rollback``.
+A running agent holds each model in a ``ModelHandle`` whose ``swap`` does the same checks and
+keeps serving the old session when any of them fails.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +12,31 @@ import hashlib
 import json
 import logging
 import os
+import re
+import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ModelError, ModelIntegrityError
-from agent.runtimes.base import RuntimeName, Session, open_session
+from agent.config.runtimes import RuntimesConfig
+from agent.errors import EdgeAgentError, ModelError, ModelIntegrityError
+from agent.runtimes.base import (
+    Array,
+    RuntimeName,
+    RuntimeOptions,
+    Session,
+    TensorSpec,
+    WarmupInput,
+    open_session,
+    session_backend,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
 MODELS_ENV = "EDGE_AGENT_MODELS"
 _REQUIRED = ("name", "version", "file", "sha256", "runtime", "licence", "source")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _REDISTRIBUTABLE = {"Apache-2.0", "MIT", "BSD-2-Clause", "BSD-3-Clause", "CC0-1.0", "public-domain"}
 
 
@@ -42,6 +62,7 @@ class Manifest:
     precision: str = ""
     preprocess: dict[str, Any] = field(default_factory=dict)
     postprocess: dict[str, Any] = field(default_factory=dict)
+    warmup: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -61,6 +82,10 @@ def read_manifest(folder: Path) -> Manifest:
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise ModelError(f"{path}: missing {', '.join(missing)}")
+    if not isinstance(data["name"], str) or not _NAME.match(data["name"]):
+        raise ModelError(f"{path}: name {data['name']!r} is not a plain model name")
+    if not isinstance(data["file"], str) or Path(data["file"]).name != data["file"]:
+        raise ModelError(f"{path}: file {data['file']!r} must be a file name in the folder")
     if data["runtime"] not in ("onnx", "tflite"):
         raise ModelError(f"{path}: runtime must be 'onnx' or 'tflite'")
     if data["licence"] not in _REDISTRIBUTABLE:
@@ -78,6 +103,7 @@ def read_manifest(folder: Path) -> Manifest:
         precision=data.get("precision", ""),
         preprocess=dict(data.get("preprocess", {})),
         postprocess=dict(data.get("postprocess", {})),
+        warmup=dict(data.get("warmup", {})),
     )
 
 
@@ -89,6 +115,33 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def warmup_inputs(manifest: Manifest) -> dict[str, WarmupInput]:
+    """The manifest's optional ``warmup`` hints: ``{input: {"shape": [...], "value": x}}``."""
+    hints: dict[str, WarmupInput] = {}
+    for name, spec in manifest.warmup.items():
+        try:
+            shape = spec.get("shape")
+            hints[name] = WarmupInput(
+                shape=tuple(int(d) for d in shape) if shape is not None else None,
+                value=float(spec.get("value", 0.0)),
+            )
+        except (AttributeError, TypeError, ValueError) as err:
+            raise ModelError(f"{manifest.ref}: bad warmup entry for {name!r}: {err}") from err
+    return hints
+
+
+def open_model(
+    manifest: Manifest,
+    runtimes: RuntimesConfig | None = None,
+    threads: int | None = None,
+) -> Session:
+    """Open a manifest's (already verified) file with the configured back-end, warmed up."""
+    options = RuntimeOptions.for_model(
+        runtimes, manifest.name, threads=threads, warmup_inputs=warmup_inputs(manifest)
+    )
+    return open_session(manifest.path, manifest.runtime, options)
+
+
 class ModelStore:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or default_root()
@@ -96,11 +149,15 @@ class ModelStore:
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if (p / "manifest.json").is_file())
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if not p.name.startswith(".") and (p / "manifest.json").is_file()
+        )
 
     def manifest(self, name: str) -> Manifest:
         folder = self.root / name
-        if not (folder / "manifest.json").is_file():
+        if not _NAME.match(name) or not (folder / "manifest.json").is_file():
             raise ModelError(f"model {name!r} not found in {self.root} (have: {self.names()})")
         return read_manifest(folder)
 
@@ -117,10 +174,202 @@ class ModelStore:
                 f"manifest's {manifest.sha256[:12]}…; refusing to load"
             )
 
-    def load(self, name: str, threads: int = 1) -> tuple[Session, Manifest]:
-        """Verify, then open with the manifest's runtime."""
+    def load(
+        self,
+        name: str,
+        threads: int | None = None,
+        runtimes: RuntimesConfig | None = None,
+    ) -> tuple[Session, Manifest]:
+        """Verify, then open with the manifest's runtime on the configured accelerator."""
         manifest = self.manifest(name)
         self.verify(manifest)
-        session = open_session(manifest.path, manifest.runtime, threads=threads)
-        _LOGGER.info("model %s loaded (%s, %s)", manifest.ref, manifest.runtime, manifest.precision)
+        session = open_model(manifest, runtimes, threads)
+        _LOGGER.info(
+            "model %s loaded (%s, %s, %s)",
+            manifest.ref,
+            session_backend(session),
+            manifest.precision or "?",
+            _warmup_text(session),
+        )
         return session, manifest
+
+    # -- install / rollback -------------------------------------------------------------
+
+    def _previous_dir(self, name: str) -> Path:
+        return self.root / f".{name}.previous"
+
+    def previous(self, name: str) -> Manifest | None:
+        folder = self._previous_dir(name)
+        return read_manifest(folder) if (folder / "manifest.json").is_file() else None
+
+    def install(
+        self, source: Path, runtimes: RuntimesConfig | None = None, force: bool = False
+    ) -> Manifest:
+        """Install the model folder ``source`` (manifest.json + file) as the active version.
+
+        Nothing in the store changes unless the manifest is valid, the licence is
+        redistributable, the bytes match the sha256, the model loads and runs (warm-up) and,
+        unless ``force``, its inputs and outputs are those of the installed version (the
+        extractor around it expects them). The version it replaces is kept for ``rollback``.
+        """
+        new = read_manifest(source)
+        self.verify(new)
+        session = open_model(new, runtimes)  # canary: it must load and run on this box
+        if not force and new.name in self.names():
+            self._check_compatible(self.manifest(new.name), new, session)
+        self.root.mkdir(parents=True, exist_ok=True)
+        incoming = self.root / f".{new.name}.incoming"
+        shutil.rmtree(incoming, ignore_errors=True)
+        try:
+            shutil.copytree(source, incoming)
+            staged = read_manifest(incoming)
+            self.verify(staged)  # the copy, not only the source
+        except (OSError, ModelError) as err:
+            shutil.rmtree(incoming, ignore_errors=True)
+            raise ModelError(f"{new.ref}: install failed, store unchanged: {err}") from err
+        current = self.root / new.name
+        previous = self._previous_dir(new.name)
+        if current.exists():
+            shutil.rmtree(previous, ignore_errors=True)
+            current.rename(previous)
+        incoming.rename(current)
+        _LOGGER.info("model %s installed into %s", new.ref, current)
+        return read_manifest(current)
+
+    def _check_compatible(self, old: Manifest, new: Manifest, session: Session) -> None:
+        try:
+            self.verify(old)
+            current = open_session(old.path, old.runtime, RuntimeOptions(warmup=False))
+        except EdgeAgentError as err:  # a broken installed version may be replaced
+            _LOGGER.warning("installed %s is unusable (%s); not comparing", old.ref, err)
+            return
+        if not (
+            _compatible(current.inputs, session.inputs)
+            and _compatible(current.outputs, session.outputs)
+        ):
+            raise ModelError(
+                f"{new.ref}: inputs/outputs {_io_text(session)} differ from the installed "
+                f"{old.ref} ({_io_text(current)}); store unchanged (use --force to install)"
+            )
+
+    def rollback(self, name: str) -> Manifest:
+        """Make the version that the last install replaced active again (and vice versa)."""
+        previous = self._previous_dir(name)
+        old = self.previous(name)
+        if old is None:
+            raise ModelError(f"model {name!r}: no previous version to roll back to")
+        self.verify(old)
+        current = self.root / name
+        swap = self.root / f".{name}.swap"
+        shutil.rmtree(swap, ignore_errors=True)
+        if current.exists():
+            current.rename(swap)
+        previous.rename(current)
+        if swap.exists():
+            swap.rename(previous)
+        _LOGGER.info("model %s rolled back to %s", name, old.ref)
+        return read_manifest(current)
+
+
+def _warmup_text(session: Session) -> str:
+    ms = getattr(session, "warmup_ms", None)
+    return f"warm-up {ms:.1f} ms" if ms is not None else "no warm-up"
+
+
+def _io_text(session: Session) -> str:
+    def one(t: TensorSpec) -> str:
+        return f"{t.name}{list(t.shape)}:{t.dtype}"
+
+    ins = ", ".join(one(t) for t in session.inputs)
+    outs = ", ".join(one(t) for t in session.outputs)
+    return f"{ins} -> {outs}"
+
+
+def _compatible(old: list[TensorSpec], new: list[TensorSpec]) -> bool:
+    return [(t.name, t.dtype, t.shape) for t in old] == [(t.name, t.dtype, t.shape) for t in new]
+
+
+class ModelHandle:
+    """The active version of one model; a ``Session`` that extractors can hold across updates.
+
+    ``swap`` verifies, loads and warms up the new version *before* replacing the active one;
+    on any failure the active session stays and the error says why. ``run`` may be called from
+    the worker while another thread swaps: it uses whichever session was active when it began.
+    """
+
+    def __init__(
+        self,
+        store: ModelStore,
+        name: str,
+        threads: int | None = None,
+        runtimes: RuntimesConfig | None = None,
+    ) -> None:
+        self._store = store
+        self._threads = threads
+        self._runtimes = runtimes
+        self._lock = threading.Lock()
+        session, manifest = store.load(name, threads=threads, runtimes=runtimes)
+        self._active: tuple[Session, Manifest] = (session, manifest)
+        self._previous: tuple[Session, Manifest] | None = None
+        self.inputs: list[TensorSpec] = list(session.inputs)
+        self.outputs: list[TensorSpec] = list(session.outputs)
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._active[1]
+
+    @property
+    def session(self) -> Session:
+        return self._active[0]
+
+    @property
+    def backend(self) -> str:
+        return session_backend(self._active[0])
+
+    def run(self, feeds: dict[str, Array]) -> dict[str, Array]:
+        return self._active[0].run(feeds)
+
+    def swap(self, new: Manifest | Path) -> Manifest:
+        """Activate ``new`` (a manifest or a model folder); keep the current one on failure."""
+        with self._lock:
+            current = self._active[1]
+            ref = new.ref if isinstance(new, Manifest) else str(new)
+            try:
+                manifest = new if isinstance(new, Manifest) else read_manifest(new)
+                ref = manifest.ref
+                if manifest.name != current.name:
+                    raise ModelError(f"is a different model than {current.name!r}")
+                self._store.verify(manifest)
+                session = open_model(manifest, self._runtimes, self._threads)
+                if not (
+                    _compatible(self.inputs, session.inputs)
+                    and _compatible(self.outputs, session.outputs)
+                ):
+                    raise ModelError(
+                        f"inputs/outputs {_io_text(session)} differ from {current.ref}'s "
+                        f"({_io_text(self._active[0])})"
+                    )
+            except EdgeAgentError as err:
+                raise ModelError(
+                    f"model update {ref} rejected, still serving {current.ref}: {err}"
+                ) from err
+            self._previous = self._active
+            self._active = (session, manifest)
+        _LOGGER.info(
+            "model %s active (was %s; %s, %s)",
+            manifest.ref,
+            current.ref,
+            session_backend(session),
+            _warmup_text(session),
+        )
+        return manifest
+
+    def rollback(self) -> Manifest:
+        """Go back to the session that the last successful ``swap`` replaced."""
+        with self._lock:
+            if self._previous is None:
+                raise ModelError(f"{self._active[1].ref}: no previous version loaded")
+            self._active, self._previous = self._previous, self._active
+            ref = self._active[1].ref
+        _LOGGER.info("model %s active again (rolled back)", ref)
+        return self._active[1]

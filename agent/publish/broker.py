@@ -6,11 +6,14 @@ Started and stopped by its own PID; nothing listens beyond loopback.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -34,25 +37,104 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    """PEM files of a TLS listener; copied into the broker's own directory at start."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    require_certificate: bool = False
+
+
 class LocalBroker:
-    def __init__(self, port: int | None = None) -> None:
+    """Mosquitto for tests and ``demo``.
+
+    ``tls`` makes the listener TLS-only; ``passwords`` (user -> password, hashed with
+    ``mosquitto_passwd``) turns anonymous access off; ``persistence`` keeps sessions and
+    queued messages across :meth:`restart` (same port, same data directory).
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        tls: TlsListener | None = None,
+        passwords: dict[str, str] | None = None,
+        persistence: bool = False,
+        extra_conf: str = "",
+    ) -> None:
         exe = find_mosquitto()
         if exe is None:
             raise PublishError("mosquitto is not installed (Debian: apt-get install mosquitto)")
         self.exe = exe
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        self.tls = tls
+        self.passwords = passwords
+        self.persistence = persistence
+        self.extra_conf = extra_conf
         self._dir = tempfile.TemporaryDirectory(prefix="edge-agent-broker-")
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def _conf_text(self) -> str:
+        d = Path(self._dir.name)
+        lines = [f"listener {self.port} {self.host}", "log_dest stdout", "log_type all"]
+        if os.geteuid() == 0:
+            # Run as root, mosquitto switches to user 'mosquitto', which cannot read this
+            # root-only temporary directory (and then silently skips persistence).
+            lines.append("user root")
+        if self.tls is not None:
+            for name, src in (
+                ("cafile", self.tls.ca_file),
+                ("certfile", self.tls.cert_file),
+                ("keyfile", self.tls.key_file),
+            ):
+                dst = d / f"tls-{name}.pem"
+                shutil.copyfile(src, dst)
+                lines.append(f"{name} {dst}")
+            if self.tls.require_certificate:
+                lines.append("require_certificate true")
+        if self.passwords is not None:
+            lines += ["allow_anonymous false", f"password_file {self._password_file()}"]
+        else:
+            lines.append("allow_anonymous true")
+        if self.persistence:
+            lines += [
+                "persistence true",
+                f"persistence_location {d}/",
+                "autosave_interval 1",
+                "max_queued_messages 0",
+                "max_inflight_messages 0",
+            ]
+        else:
+            lines.append("persistence false")
+        if self.extra_conf:
+            lines.append(self.extra_conf)
+        return "\n".join(lines) + "\n"
+
+    def _password_file(self) -> Path:
+        path = Path(self._dir.name) / "passwd"
+        if path.exists():
+            return path
+        tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+        if not Path(tool).is_file():
+            raise PublishError("mosquitto_passwd is not installed")
+        path.write_text("", encoding="utf-8")
+        for user, password in (self.passwords or {}).items():
+            subprocess.run(
+                [tool, "-b", str(path), user, password],
+                check=True,
+                capture_output=True,
+                timeout=30,
+                stdin=subprocess.DEVNULL,
+            )
+        return path
+
     def start(self, timeout: float = 10.0) -> LocalBroker:
         conf = Path(self._dir.name) / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
-            "log_dest stdout\n",
-            encoding="utf-8",
-        )
-        log = (Path(self._dir.name) / "mosquitto.log").open("wb")
+        conf.write_text(self._conf_text(), encoding="utf-8")
+        log = (Path(self._dir.name) / "mosquitto.log").open("ab")
         self.proc = subprocess.Popen(
             [self.exe, "-c", str(conf)],
             stdout=log,
@@ -81,8 +163,30 @@ class LocalBroker:
         path = Path(self._dir.name) / "mosquitto.log"
         return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
 
+    def restart(self, timeout: float = 10.0) -> LocalBroker:
+        """Stop (SIGTERM: persistence is saved) and start again on the same port."""
+        self.stop()
+        deadline = time.monotonic() + timeout
+        while True:  # the old socket may linger in TIME_WAIT for a moment
+            try:
+                return self.start(timeout=max(0.5, deadline - time.monotonic()))
+            except PublishError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
+
+    def pause(self) -> None:
+        """SIGSTOP: the socket stays open and nothing answers (a black-holed link)."""
+        if self.proc is not None:
+            os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.resume()
             self.proc.terminate()
             try:
                 self.proc.wait(5)

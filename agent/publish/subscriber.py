@@ -28,12 +28,32 @@ class Received:
 
 
 class Collector:
-    def __init__(self, host: str, port: int, topic: str) -> None:
+    """Subscribes at QoS 1 and keeps every message.
+
+    ``durable=True`` uses a persistent session (clean_session false, a fixed ``client_id``):
+    with a persistent broker, messages published while this subscriber is away (even across
+    a broker restart) are queued for it. It reconnects within about a second.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        topic: str,
+        *,
+        client_id: str | None = None,
+        durable: bool = False,
+    ) -> None:
         self.messages: list[Received] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self._topic = topic
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"collector-{id(self)}")
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"collector-{id(self)}",
+            clean_session=not durable,
+        )
+        self._client.reconnect_delay_set(min_delay=1, max_delay=1)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message

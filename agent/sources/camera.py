@@ -1,8 +1,17 @@
-"""Live camera through OpenCV: V4L2 index or /dev/videoN, rtsp://, http(s):// MJPEG."""
+"""Live camera through OpenCV: V4L2 index or /dev/videoN, rtsp://, http(s):// MJPEG.
+
+Reads are bounded: streams go through the FFMPEG back-end with its open and read timeouts
+(``CAP_PROP_OPEN_TIMEOUT_MSEC`` / ``CAP_PROP_READ_TIMEOUT_MSEC``, verified on OpenCV 4.14:
+a SIGSTOPped MJPEG server makes ``grab()`` return False after the read timeout), V4L2 gets
+the same read timeout. The supervisor (agent.sources.supervisor) runs this in its own thread
+and also watches the frame age, so a read that hangs anyway still marks the camera offline.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 
 import numpy as np
 
@@ -22,42 +31,78 @@ def redact(source: str) -> str:
     return source
 
 
+def _quiet_opencv() -> None:
+    import cv2
+
+    with contextlib.suppress(AttributeError):  # builds without the logging module
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 class OpenCvCamera:
     live = True
 
     def __init__(self, cfg: CameraConfig, clock: Clock) -> None:
         import cv2
 
+        _quiet_opencv()
         self.name = redact(cfg.source)
         self._clock = clock
         self._latency_ns = int(cfg.latency_ms * 1e6)
         self._min_gap_ns = int(1e9 / cfg.fps)
         self._last_ns = 0
         self._index = 0
-        target: int | str = int(cfg.source) if cfg.source.isdigit() else cfg.source
-        backend = (
-            cv2.CAP_V4L2
-            if isinstance(target, int) or cfg.source.startswith("/dev/")
-            else cv2.CAP_ANY
-        )
-        self._cap = cv2.VideoCapture(target, backend)
+        self.skipped = 0  # grabbed but not decoded (over the fps cap)
+        self.decode_ms = 0.0  # last retrieve() time
+        timeouts = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(cfg.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(cfg.read_timeout_s * 1000),
+        ]
+        v4l2 = cfg.source.isdigit() or cfg.source.startswith("/dev/")
+        if v4l2:
+            target: int | str = int(cfg.source) if cfg.source.isdigit() else cfg.source
+            params = list(timeouts)
+            if cfg.fourcc:
+                params += [cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*cfg.fourcc)]
+            if cfg.width:
+                params += [cv2.CAP_PROP_FRAME_WIDTH, cfg.width]
+            if cfg.height:
+                params += [cv2.CAP_PROP_FRAME_HEIGHT, cfg.height]
+            self._cap = cv2.VideoCapture(target, cv2.CAP_V4L2, params)
+            if self._cap.isOpened():
+                if cfg.device_fps:
+                    self._cap.set(cv2.CAP_PROP_FPS, cfg.device_fps)
+                self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        else:
+            self._cap = cv2.VideoCapture(cfg.source, cv2.CAP_FFMPEG, timeouts)
         if not self._cap.isOpened():
+            self._cap.release()
             raise SourceError(f"cannot open camera {self.name}")
-        _LOGGER.info("camera %s opened", self.name)
+        w = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        h = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        _LOGGER.info("camera %s opened (%dx%d)", self.name, w, h)
 
     def read(self) -> Frame | None:
-        while True:
+        # Bounded: each grab is bounded by the read timeout, and a camera that delivers
+        # frames faster than the cap gets at most 10 s worth of skipped grabs per call.
+        for _ in range(int(10 * 1e9 / self._min_gap_ns) + 1000):
             if not self._cap.grab():
                 raise SourceError(f"camera {self.name} stopped delivering frames")
             t_ns = self._clock.now_ns() - self._latency_ns
-            if t_ns - self._last_ns < self._min_gap_ns:
+            # A quarter period of tolerance keeps a 15 fps stream whole under a 15 fps cap.
+            if t_ns - self._last_ns < self._min_gap_ns * 3 // 4:
+                self.skipped += 1
                 continue  # over the fps cap: skip decoding this one
+            started = time.perf_counter_ns()
             ok, image = self._cap.retrieve()
+            self.decode_ms = (time.perf_counter_ns() - started) / 1e6
             if not ok or image is None:
                 raise SourceError(f"camera {self.name} returned an undecodable frame")
             self._last_ns = t_ns
             self._index += 1
             return Frame(t_ns, self._index, np.ascontiguousarray(image))
+        raise SourceError(f"camera {self.name}: no frame passed the fps cap")
 
     def close(self) -> None:
         self._cap.release()

@@ -59,7 +59,7 @@ class _Frames:
 
 def _handler(frames: _Frames, start_ns: int) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             _LOGGER.debug(format, *args)
 
         def do_GET(self) -> None:
@@ -69,7 +69,7 @@ def _handler(frames: _Frames, start_ns: int) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             period_ns = int(1e9 / frames.fps)
             # Frames follow the server's own clock, so a late client joins mid-stream.
-            i = (time.monotonic_ns() - start_ns) // period_ns
+            i = max(0, (time.monotonic_ns() - start_ns) // period_ns)
             try:
                 for _ in range(10_000_000):
                     due = start_ns + i * period_ns
@@ -105,12 +105,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--fps", type=float, default=15.0, help="frame rate without --video")
     p.add_argument("--size", default="160x120", help="WxH of synthetic frames")
     p.add_argument("--seconds", type=float, default=3600.0, help="serve at most this long")
+    p.add_argument("--delay-ms", type=float, default=0.0, help="send video this much late")
+    p.add_argument("--audio-fifo", type=Path, help="also feed this FIFO (an ALSA file mic)...")
+    p.add_argument("--audio-raw", type=Path, help="...with this 16 kHz s16 file, on one clock")
     args = p.parse_args(argv)
     w, h = (int(v) for v in args.size.split("x"))
     frames = _Frames(args.video, args.fps, (w, h))
-    with _Server(("127.0.0.1", args.port), _handler(frames, time.monotonic_ns())) as server:
+    start_ns = time.monotonic_ns()
+    video_start = start_ns + int(args.delay_ms * 1e6)
+    with _Server(("127.0.0.1", args.port), _handler(frames, video_start)) as server:
         thread = threading.Thread(target=server.serve_forever, name="mjpeg", daemon=True)
         thread.start()
+        if args.audio_fifo is not None:
+            from agent.sources.testbed import feed_fifo
+
+            # Audio sample j and video frame i share one origin: start + j/16000, start + i/fps.
+            threading.Thread(
+                target=feed_fifo,
+                args=(args.audio_fifo, args.seconds, args.audio_raw),
+                kwargs={"t0": start_ns / 1e9},
+                name="audio-feed",
+                daemon=True,
+            ).start()
         print(f"serving http://127.0.0.1:{args.port}/ at {frames.fps:g} fps", flush=True)
         time.sleep(args.seconds)
         server.shutdown()

@@ -1,0 +1,234 @@
+"""The daemon's MQTT control surface: commands, retained states, stats, Home Assistant discovery.
+
+Wired by the composition root (``LiveAgent``); it sees the pipeline and the publisher only
+through their public attributes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Protocol
+
+from agent.config.schema import AgentConfig
+from agent.core.settings import RuntimeSettings
+from agent.errors import PublishError
+from agent.events.types import EVENT_TYPES
+from agent.pipeline import Pipeline
+from agent.publish.commands import CommandHandler
+from agent.publish.discovery import BinaryState, Discovery, EventEntity
+from agent.publish.stats import Rate, Stats, recent_median_ms
+from agent.publish.topics import Topics
+
+_LOGGER = logging.getLogger(__name__)
+
+_UNITS = {"_ms": "ms", "_s": "s"}
+
+
+class ControlPublisher(Protocol):
+    """What this module needs of the MQTT publisher (agent.publish.mqtt.MqttPublisher)."""
+
+    topics: Topics
+    reconnects: int
+    published: int
+    handler_errors: int
+
+    def publish_raw(
+        self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False
+    ) -> None: ...
+
+    def publish_state(self, key: str, value: str) -> None: ...
+
+    def subscribe(
+        self, topic: str, handler: Callable[[str, bytes], None], qos: int = 1
+    ) -> None: ...
+
+    def add_connect_hook(self, hook: Callable[[], None]) -> None: ...
+
+
+def _publish_fn(pub: ControlPublisher) -> Callable[[str, str | bytes, int, bool], None]:
+    def publish(topic: str, payload: str | bytes, qos: int, retain: bool) -> None:
+        pub.publish_raw(topic, payload, qos, retain)
+
+    return publish
+
+
+def _subscribe_fn(pub: ControlPublisher) -> Callable[[str, Callable[[str, bytes], None]], None]:
+    def subscribe(topic: str, handler: Callable[[str, bytes], None]) -> None:
+        pub.subscribe(topic, handler)
+
+    return subscribe
+
+
+def _is_online(supervisor: Any) -> Callable[[], bool]:
+    return lambda: bool(supervisor.state == "online")
+
+
+class MqttControl:
+    def __init__(self, cfg: AgentConfig, publisher: ControlPublisher, pipeline: Pipeline) -> None:
+        self.cfg = cfg
+        self.publisher = publisher
+        self.pipeline = pipeline
+        base = publisher.topics.base
+        self.settings: RuntimeSettings = pipeline.settings
+        self.commands = (
+            CommandHandler(base, pipeline.settings, _publish_fn(publisher))
+            if cfg.control.commands
+            else None
+        )
+        self.stats = Stats(f"{base}/stats", _publish_fn(publisher), cfg.control.stats_interval_s)
+        self._states: dict[str, tuple[BinaryState, Callable[[], bool]]] = {}
+        self._last: dict[str, bool] = {}
+        self._add_core_metrics()
+
+    # -- registration (hooks for other components) ------------------------------
+    def add_state(
+        self, key: str, name: str, read: Callable[[], bool], device_class: str | None = None
+    ) -> None:
+        """A binary state published retained on ``…/state/<key>`` (``ON``/``OFF``) on change."""
+        self._states[key] = (BinaryState(key, name, device_class), read)
+
+    def add_stats_source(self, prefix: str, read: Callable[[], dict[str, Any]]) -> None:
+        """Every numeric leaf of ``read()`` (nested dicts flattened) becomes a stats metric."""
+
+        def leaves(data: dict[str, Any], path: tuple[str, ...]) -> list[tuple[str, ...]]:
+            out: list[tuple[str, ...]] = []
+            for k, v in data.items():
+                if isinstance(v, dict):
+                    out += leaves(v, (*path, k))
+                elif v is None or (isinstance(v, int | float) and not isinstance(v, bool)):
+                    out.append((*path, k))
+            return out
+
+        def getter(parts: tuple[str, ...]) -> Callable[[], float | int | None]:
+            def read_one() -> float | int | None:
+                node: Any = read()
+                for part in parts:
+                    node = node.get(part) if isinstance(node, dict) else None
+                ok = isinstance(node, int | float) and not isinstance(node, bool)
+                return node if ok else None
+
+            return read_one
+
+        try:
+            sample = read()
+        except Exception:
+            _LOGGER.exception("stats source %s failed", prefix)
+            return
+        for parts in leaves(sample, ()):
+            key = "_".join(parts)
+            unit = next((u for suf, u in _UNITS.items() if key.endswith(suf)), None)
+            self.stats.add(
+                f"{prefix}_{key}",
+                getter(parts),
+                name=f"{prefix} {key.replace('_', ' ')}".capitalize(),
+                unit=unit,
+                enabled_by_default=False,
+            )
+
+    def add_capture(self, capture: Any) -> None:
+        """Camera/microphone connectivity states and their counters (agent.sources.supervisor)."""
+        self.add_stats_source("capture", capture.stats)
+        for dev in ("camera", "microphone"):
+            sup = getattr(capture, dev, None)
+            if sup is not None and hasattr(sup, "state"):
+                self.add_state(dev, dev.capitalize(), _is_online(sup), device_class="connectivity")
+
+    # -- lifecycle ---------------------------------------------------------------
+    def attach(self) -> None:
+        """Subscribe and hook into (re)connects; call before the publisher starts."""
+        pub = self.publisher
+        intents = tuple(self.cfg.intents)
+        if self.commands is not None:
+            self.commands.attach(_subscribe_fn(pub))
+        self.discovery = Discovery(
+            self.cfg.homeassistant,
+            pub.topics,
+            self.cfg.device_id,
+            events=[
+                EventEntity(cls.TYPE, cls.TYPE.replace("_", " ").capitalize(), intents)
+                for cls in EVENT_TYPES
+            ],
+            states=[state for state, _ in self._states.values()],
+            commands=tuple(self.commands.commands.values()) if self.commands else (),
+            metrics=self.stats.metrics,
+            stats_topic=self.stats.topic,
+        )
+        self.discovery.attach(_publish_fn(pub), _subscribe_fn(pub))
+        pub.add_connect_hook(self._on_connect)
+
+    def _on_connect(self) -> None:
+        self.discovery.publish(_publish_fn(self.publisher))
+        if self.commands is not None:
+            self.commands.publish_states()
+        self._last.clear()
+        self._publish_states()
+
+    def tick(self) -> None:
+        """Call from the main loop: states on change, stats on their interval."""
+        try:
+            self._publish_states()
+            self.stats.maybe_publish()
+        except PublishError as err:
+            _LOGGER.warning("states/stats not published: %s", err)
+
+    def _publish_states(self) -> None:
+        for key, (_, read) in list(self._states.items()):
+            try:
+                on = read()
+            except Exception:
+                _LOGGER.exception("state %s failed", key)
+                continue
+            if self._last.get(key) != on:
+                self._last[key] = on
+                self.publisher.publish_state(key, "ON" if on else "OFF")
+
+    # -- metrics that exist in the core --------------------------------------------
+    def _add_core_metrics(self) -> None:
+        p, pub, s = self.pipeline, self.publisher, self.stats
+        s.add("fps", Rate(lambda: p.frames_seen), name="Frames per second", unit="fps")
+        for stage, key, name in (
+            ("vision_frame", "vision_ms", "Vision inference"),
+            ("vad_chunk", "vad_ms", "VAD per chunk"),
+            ("speech_segment", "speech_ms", "Speech per utterance"),
+        ):
+            s.add(
+                key,
+                recent_median_ms(partial(p.times.samples.get, stage)),
+                name=name,
+                unit="ms",
+            )
+        s.add("frames_buffered", lambda: len(p.frames), name="Frames buffered")
+        s.add("speech_segments", lambda: p.decisions.segments, name="Utterances", kind="counter")
+        s.add("events", lambda: p.decisions.emitted, name="Events", kind="counter")
+        s.add("mqtt_reconnects", lambda: pub.reconnects, name="MQTT reconnects", kind="counter")
+        s.add("mqtt_published", lambda: pub.published, name="MQTT published", kind="counter")
+        s.add(
+            "mqtt_handler_errors",
+            lambda: pub.handler_errors,
+            name="MQTT handler errors",
+            kind="counter",
+        )
+        if hasattr(pub, "outbox_depth"):  # the durable outbox, when the publisher has one
+
+            def outbox_depth() -> int | None:
+                depth = getattr(pub, "outbox_depth", None)
+                value = depth() if callable(depth) else depth
+                return value if isinstance(value, int) else None
+
+            s.add("outbox_depth", outbox_depth, name="Outbox depth")
+        cmds = self.commands
+        if cmds is not None:
+            s.add(
+                "commands_accepted",
+                lambda: cmds.counters()["accepted"],
+                name="Commands accepted",
+                kind="counter",
+            )
+            s.add(
+                "commands_rejected",
+                lambda: cmds.counters()["rejected"],
+                name="Commands rejected",
+                kind="counter",
+            )

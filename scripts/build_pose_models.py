@@ -1,0 +1,724 @@
+#!/usr/bin/env python3
+"""Build the pose models in ``models/`` reproducibly, and measure the int8 detector vs float.
+
+    python scripts/build_pose_models.py [--wheels DIR] [--out models]
+
+Steps: ``pip download --no-deps mediapipe==0.10.21`` (the last wheel that ships the pose
+models; mediapipe itself is never installed) or take it from ``--wheels``; copy
+``pose_detection.tflite`` and ``pose_landmark_full.tflite`` (Google, Apache-2.0) unmodified;
+make the detector convertible (its 38 sparse fp16 weight tensors are densified: each DENSIFY
+op is replaced by the dense constant LiteRT computes for it; tflite2onnx 0.4.1 also lacks
+DEPTH_TO_SPACE, registered here as ONNX ``DepthToSpace``, DCR like TFLite); convert to ONNX
+(checked against the original tflite); quantize with onnxruntime ``quantize_static`` (QDQ,
+uint8 activations / int8 per-channel weights) calibrated on real photos; evaluate the int8
+detector against the float one on held-out images -> ``pose_detection_int8/accuracy.json``.
+Needs the ``models`` extra: onnx, tflite2onnx, scikit-image (plus onnxruntime, ai-edge-litert).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from build_models import (  # noqa: E402
+    apache_text,
+    canonicalize,
+    licence_file,
+    specs,
+    write_manifest,
+)
+
+from agent.extractors.pose import (  # noqa: E402
+    PersonDetection,
+    PoseDetector,
+    PoseEstimator,
+    roi_from_keypoints,
+)
+from agent.extractors.vision import box_iou  # noqa: E402
+from agent.runtimes.base import Session, open_session  # noqa: E402
+
+_LOGGER = logging.getLogger("build_pose_models")
+
+MP_VERSION = "0.10.21"
+MP_PKG = f"mediapipe=={MP_VERSION}"
+DET_MEMBER = "mediapipe/modules/pose_detection/pose_detection.tflite"
+LM_MEMBER = "mediapipe/modules/pose_landmark/pose_landmark_full.tflite"
+SEED = 20261128
+TIMING_RUNS = 50  # per model, alternating, after 5 warm-up rounds
+# Kept in float in the shipped int8 model: the output heads (each graph output back through
+# Concat/Reshape/Transpose to its Conv). Measured: int8 heads quantize the score logits so
+# coarsely (ranges of hundreds) that every score collapses to 0.5 or 0.91 and false positives
+# jump (accuracy.json "int8_all_layers_onnx"); float heads cost ~1 ms.
+FLOAT_HEADS = True
+CALIBRATION = os.environ.get("POSE_CALIBRATION", "MinMax")  # MinMax | Percentile | Entropy
+
+DET_PREPROCESS: dict[str, Any] = {
+    "size": 224,
+    "range": [-1.0, 1.0],
+    "color": "RGB",
+    "resize": "letterbox (pad to square with black, keep aspect ratio)",
+}
+DET_POSTPROCESS: dict[str, Any] = {
+    "decoder": "blazepose_ssd",
+    "strides": [8, 16, 32, 32, 32],
+    "anchors_per_layer": 2,
+    "anchor_offset": 0.5,
+    "num_anchors": 2254,
+    "box_scale": 224.0,
+    "num_keypoints": 4,
+    "keypoints": ["hip_centre", "full_body_circle", "shoulder_centre", "upper_body_circle"],
+    "score_clip": 100.0,
+    "min_score": 0.5,
+    "nms": "weighted",
+    "nms_iou": 0.3,
+    "max_detections": 5,
+    "regressors_output": "Identity",
+    "classifier_output": "Identity_1",
+}
+LM_PREPROCESS: dict[str, Any] = {
+    "size": 256,
+    "range": [0.0, 1.0],
+    "color": "RGB",
+    "crop": "square ROI centred on the detector's hip centre, side 2 x roi_scale x "
+    "|full_body_circle - hip_centre|, rotated so hip -> full_body_circle points up; "
+    "border replicated",
+    "layout": "NHWC",
+}
+LM_POSTPROCESS: dict[str, Any] = {
+    "num_landmarks": 39,
+    "body_landmarks": 33,
+    "values_per_landmark": 5,
+    "values": ["x_px", "y_px", "z", "visibility_logit", "presence_logit"],
+    "roi_scale": 1.25,
+    "min_presence": 0.5,
+    "landmarks_output": "Identity",
+    "presence_output": "Identity_1",
+}
+
+PERSON_PHOTOS = ("astronaut", "camera")
+EMPTY_PHOTOS = ("chelsea", "coffee", "rocket")
+# Never used for calibration: only in the held-out set, as "no person" images.
+EXTRA_EMPTY = ("coins", "moon", "page", "clock", "hubble_deep_field", "immunohistochemistry")
+
+
+# ---------------------------------------------------------------- fetching / conversion
+
+
+def fetch_wheel(wheels: Path | None, tmp: Path) -> Path:
+    if wheels is None:
+        wheels = tmp / "wheels"
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels)]
+        _LOGGER.info("running %s", " ".join([*cmd, MP_PKG]))
+        subprocess.run([*cmd, MP_PKG], check=True)
+    found = sorted(wheels.glob(f"mediapipe-{MP_VERSION}-*.whl"))
+    if not found:
+        raise SystemExit(f"no wheel for {MP_PKG} in {wheels}")
+    return found[0]
+
+
+def extract(wheel: Path, member: str, dest: Path) -> Path:
+    with zipfile.ZipFile(wheel) as zf, zf.open(member) as src, dest.open("wb") as out:
+        shutil.copyfileobj(src, out)
+    return dest
+
+
+def densify(src: Path, dest: Path) -> int:
+    """Replace every DENSIFY op by its dense (fp16) constant; returns how many."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(src.read_bytes(), 0))
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    graph = model.subgraphs[0]
+    ops = [op for op in graph.operators if codes[op.opcodeIndex] == schema.BuiltinOperator.DENSIFY]
+    # Reference kernels (no XNNPACK): the delegate repacks weights and the kept tensors lie.
+    it = Interpreter(
+        model_path=str(src),
+        experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    it.set_tensor(inp["index"], np.zeros(inp["shape"], np.float32))
+    it.invoke()
+    for op in ops:
+        out = op.outputs[0]
+        dense = np.ascontiguousarray(it.get_tensor(out))
+        buf = schema.BufferT()
+        buf.data = np.frombuffer(dense.tobytes(), np.uint8)
+        model.buffers.append(buf)
+        graph.tensors[out].buffer = len(model.buffers) - 1
+        graph.operators.remove(op)
+    # tflite2onnx rewrites a PAD's paddings tensor in place: one shared by several PADs would
+    # be rewritten twice. Give each PAD its own copy.
+    seen: set[int] = set()
+    pads = (schema.BuiltinOperator.PAD, schema.BuiltinOperator.MIRROR_PAD)
+    for op in graph.operators:
+        if codes[op.opcodeIndex] not in pads:
+            continue
+        idx = int(op.inputs[1])
+        if idx in seen:
+            tensor = copy.deepcopy(graph.tensors[idx])
+            tensor.name = tensor.name + f"_copy{len(graph.tensors)}".encode()
+            graph.tensors.append(tensor)
+            inputs = np.array(op.inputs, np.int32)
+            inputs[1] = len(graph.tensors) - 1
+            op.inputs = inputs
+        seen.add(idx)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    dest.write_bytes(bytes(builder.Output()))
+    return len(ops)
+
+
+def _register_depth_to_space() -> None:
+    import tflite  # type: ignore[import-untyped]
+    from tflite2onnx.layout import Layout  # type: ignore[import-untyped]
+    from tflite2onnx.op.common import Operator, OpFactory  # type: ignore[import-untyped]
+
+    if tflite.BuiltinOperator.DEPTH_TO_SPACE in OpFactory.registry:
+        return
+
+    class DepthToSpace(Operator):  # type: ignore[misc]
+        TypeMapping = {tflite.BuiltinOperator.DEPTH_TO_SPACE: "DepthToSpace"}  # noqa: RUF012
+
+        def __init__(self, tfactory: Any, index: int) -> None:
+            super().__init__(tfactory, index)
+            self.attrs["blocksize"] = 2
+            self.attrs["mode"] = "DCR"  # TFLite's channel order
+            self.setInited()
+
+        @property
+        def type(self) -> str:
+            return "DepthToSpace"
+
+        def parse(self) -> None:
+            op = self.tflite
+            self.parseInput(0, Layout("NHWC", "NCHW"))
+            opt = tflite.DepthToSpaceOptions()
+            raw = op.BuiltinOptions()
+            opt.Init(raw.Bytes, raw.Pos)
+            self.attrs["blocksize"] = opt.BlockSize()
+            self.parseOutput(0, Layout("NHWC", "NCHW"))
+            self.setParsed()
+
+        def propagatableTensors(self) -> list[Any]:
+            return []
+
+        def transform(self) -> None:
+            pass
+
+    OpFactory.register(DepthToSpace)
+
+
+def convert_to_onnx(tflite_path: Path, onnx_path: Path) -> None:
+    import onnx
+    import tflite2onnx
+    from onnx import version_converter
+
+    _register_depth_to_space()
+    logging.getLogger("tflite2onnx").setLevel(logging.ERROR)
+    tflite2onnx.convert(str(tflite_path), str(onnx_path))
+    # Per-channel QDQ (DequantizeLinear axis) needs opset >= 13.
+    model = version_converter.convert_version(onnx.load(str(onnx_path)), 13)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(onnx_path))
+
+
+# ---------------------------------------------------------------- data
+
+
+def photo(name: str) -> np.ndarray:
+    from skimage import data
+
+    img = np.asarray(getattr(data, name)())
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    return np.ascontiguousarray(img[..., 2::-1])  # RGB(A) -> BGR
+
+
+def rotate(img: np.ndarray, deg: float, fill: int = 0) -> np.ndarray:
+    """Rotate about the centre, growing the canvas so nothing is cut."""
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), deg, 1.0)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(h * sin + w * cos), int(h * cos + w * sin)
+    m[0, 2] += nw / 2 - w / 2
+    m[1, 2] += nh / 2 - h / 2
+    return cv2.warpAffine(img, m, (nw, nh), borderValue=(fill, fill, fill))
+
+
+def random_crop(img: np.ndarray, rng: np.random.Generator, lo: float, hi: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    ch = int(h * rng.uniform(lo, hi))
+    cw = int(w * rng.uniform(lo, hi))
+    y = int(rng.integers(0, h - ch + 1))
+    x = int(rng.integers(0, w - cw + 1))
+    return img[y : y + ch, x : x + cw]
+
+
+def calibration_images() -> list[np.ndarray]:
+    """Crops (keeping most of the person) and rotations of the person photos, crops of the
+    empty ones. Whole unrotated photos and 45/135-degree rotations are left for evaluation."""
+    rng = np.random.default_rng(SEED)
+    out: list[np.ndarray] = []
+    for name in PERSON_PHOTOS:
+        img = photo(name)
+        for i in range(24):
+            crop = random_crop(img, rng, 0.6, 0.95)
+            angle = (0, 90, 180, 270)[i % 4] + float(rng.uniform(-20, 20))
+            out.append(rotate(crop, angle, fill=int(rng.integers(0, 160))))
+    for name in EMPTY_PHOTOS:
+        img = photo(name)
+        for _ in range(12):
+            crop = random_crop(img, rng, 0.4, 0.9)
+            out.append(rotate(crop, float(rng.choice([0, 90, 180, 270]))))
+    return out
+
+
+def evaluation_images() -> list[tuple[str, np.ndarray, bool]]:
+    """Held out: (id, image, person?)."""
+    out: list[tuple[str, np.ndarray, bool]] = []
+    for name in (*PERSON_PHOTOS, *EMPTY_PHOTOS, *EXTRA_EMPTY):
+        img = photo(name)
+        person = name in PERSON_PHOTOS
+        h, w = img.shape[:2]
+        zoomed = np.full_like(img, 96)
+        small = cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        zoomed[h // 4 : h // 4 + h // 2, w // 4 : w // 4 + w // 2] = small
+        out += [
+            (f"{name}", img, person),
+            (f"{name}/flip", np.ascontiguousarray(img[:, ::-1]), person),
+            (f"{name}/zoom_out", zoomed, person),
+        ]
+        if name in PERSON_PHOTOS or name in EMPTY_PHOTOS:
+            for deg in (45, 90, 135, 180, 270, 315):
+                out.append((f"{name}/rot{deg}", rotate(img, deg, fill=64), person))
+    return out
+
+
+# ---------------------------------------------------------------- quantization
+
+
+def head_nodes(onnx_path: Path) -> list[str]:
+    """Nodes from each graph output back to (and including) the first Conv on every path."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path)).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    found: list[str] = []
+    todo = [o.name for o in graph.output]
+    for _ in range(10_000):  # bounded walk; the heads are a few nodes deep
+        if not todo:
+            break
+        node = producer.get(todo.pop())
+        if node is None or node.name in found:
+            continue
+        found.append(node.name)
+        if node.op_type != "Conv":
+            todo += [i for i in node.input if i in producer]
+    return sorted(found)
+
+
+def quantize(float_onnx: Path, out: Path, tmp: Path, exclude: list[str]) -> int:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = tmp / "pose_detection_pre.onnx"
+    quant_pre_process(
+        str(float_onnx), str(prepared), skip_optimization=True, skip_symbolic_shape=True
+    )
+    session = open_session(float_onnx, "onnx")
+    det = PoseDetector(session, _Spec(DET_PREPROCESS, DET_POSTPROCESS))
+    tensors = [det.prepare(img)[0] for img in calibration_images()]
+    name = session.inputs[0].name
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._it: Iterator[np.ndarray] = iter(tensors)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self._it, None)
+            return None if x is None else {name: x}
+
+    _LOGGER.info("calibrating on %d images", len(tensors))
+    quantize_static(
+        str(prepared),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        calibrate_method=getattr(CalibrationMethod, CALIBRATION),
+        nodes_to_exclude=exclude,
+    )
+    canonicalize(out)
+    return len(tensors)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+class _Spec:
+    def __init__(self, pre: dict[str, Any], post: dict[str, Any]) -> None:
+        self.preprocess = pre
+        self.postprocess = post
+
+
+def check_conversion(tfl: Session, onx: Session) -> float:
+    """Max abs difference of the raw outputs, tflite vs ONNX, on noise and real photos."""
+    rng = np.random.default_rng(SEED)
+    det = PoseDetector(tfl, _Spec(DET_PREPROCESS, DET_POSTPROCESS))
+    inputs = [rng.uniform(-1, 1, (1, 224, 224, 3)).astype(np.float32) for _ in range(2)]
+    inputs += [det.prepare(photo(n))[0] for n in (*PERSON_PHOTOS, *EMPTY_PHOTOS)]
+    worst = 0.0
+    for x in inputs:
+        a = tfl.run({tfl.inputs[0].name: x})
+        b = onx.run({onx.inputs[0].name: np.ascontiguousarray(x.transpose(0, 3, 1, 2))})
+        for key, value in a.items():
+            diff = np.abs(np.asarray(value, np.float32) - np.asarray(b[key], np.float32))
+            worst = max(worst, float(diff.max()))
+    return worst
+
+
+def median_ms(runs: dict[str, tuple[Session, np.ndarray]]) -> dict[str, float]:
+    """Median ms per model, 1 thread; models take turns so machine noise hits them alike."""
+    feeds = {k: {s.inputs[0].name: x} for k, (s, x) in runs.items()}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for r in range(TIMING_RUNS + 5):
+        for key, (session, _) in runs.items():
+            t0 = time.perf_counter()
+            session.run(feeds[key])
+            if r >= 5:
+                times[key].append((time.perf_counter() - t0) * 1000)
+    return {k: round(float(np.median(v)), 3) for k, v in times.items()}
+
+
+def evaluate(models: dict[str, tuple[Path, str]], landmark: Path) -> dict[str, Any]:
+    items = evaluation_images()
+    lm_session = open_session(landmark, "tflite", threads=1)
+    lm_spec = _Spec(LM_PREPROCESS, LM_POSTPROCESS)
+    det_spec = _Spec(DET_PREPROCESS, DET_POSTPROCESS)
+    found: dict[str, list[list[PersonDetection]]] = {}
+    postures: dict[str, list[str]] = {}
+    runs: dict[str, tuple[Session, np.ndarray]] = {}
+    for key, (path, runtime) in models.items():
+        session = open_session(path, runtime, threads=1)  # type: ignore[arg-type]
+        est = PoseEstimator(session, det_spec, lm_session, lm_spec)
+        found[key] = [est.detector.detect(img) for _, img, _ in items]
+        poses = [est.estimate(img) for _, img, _ in items]
+        postures[key] = ["none" if p is None else p.posture for p in poses]
+        runs[key] = (session, est.detector.prepare(items[0][1])[0])
+    # The landmark model runs after either detector: time it too, for the per-frame total.
+    probe = PoseEstimator(
+        open_session(models[ref_key_of(models)][0], "tflite"), det_spec, lm_session, lm_spec
+    )
+    people = probe.detector.detect(items[0][1])
+    roi = roi_from_keypoints(
+        people[0].keypoints[0], people[0].keypoints[1], *items[0][1].shape[1::-1]
+    )
+    runs["landmark_float_tflite"] = (lm_session, probe.landmarks.crop(items[0][1], roi)[0])
+    ms = median_ms(runs)
+    truth = np.array([person for _, _, person in items])
+    ref_key = "float_tflite"
+    ref = found[ref_key]
+    ref_said = np.array([bool(r) for r in ref])
+    result: dict[str, Any] = {
+        "timing_ms_median_1_thread": ms,
+        "timing_runs": TIMING_RUNS,
+        "n": len(items),
+        "n_person": int(truth.sum()),
+    }
+    for key, dets in found.items():
+        said = np.array([bool(d) for d in dets])
+        entry: dict[str, Any] = {
+            "accuracy_vs_truth_pct": round(100 * float((said == truth).mean()), 2),
+            "recall_pct": round(100 * float(said[truth].mean()), 2),
+            "false_positive_pct": round(100 * float(said[~truth].mean()), 2),
+        }
+        has_pose = np.array([p != "none" for p in postures[key]])
+        entry["pose_recall_pct"] = round(100 * float(has_pose[truth].mean()), 2)
+        entry["pose_false_positive_pct"] = round(100 * float(has_pose[~truth].mean()), 2)
+        if key != ref_key:
+            ious = [box_iou(d[0].box, r[0].box) for d, r in zip(dets, ref, strict=True) if d and r]
+            ious_person = [
+                box_iou(d[0].box, r[0].box)
+                for d, r, t in zip(dets, ref, truth, strict=True)
+                if d and r and t
+            ]
+            kp_err = [
+                float(np.abs(np.asarray(d[0].keypoints[:3]) - np.asarray(r[0].keypoints[:3])).max())
+                for d, r in zip(dets, ref, strict=True)
+                if d and r
+            ]
+            same_posture = [a == b for a, b in zip(postures[key], postures[ref_key], strict=True)]
+            entry.update(
+                {
+                    "agreement_with_float_pct": round(100 * float((said == ref_said).mean()), 2),
+                    "box_iou_with_float_mean": round(float(np.mean(ious)), 4) if ious else None,
+                    "box_iou_with_float_min": round(float(np.min(ious)), 4) if ious else None,
+                    "box_iou_with_float_person_images_mean": round(float(np.mean(ious_person)), 4)
+                    if ious_person
+                    else None,
+                    "box_iou_with_float_person_images_min": round(float(np.min(ious_person)), 4)
+                    if ious_person
+                    else None,
+                    "keypoint_abs_diff_max_mean": round(float(np.mean(kp_err)), 4)
+                    if kp_err
+                    else None,
+                    "score_abs_diff_mean": round(
+                        float(
+                            np.mean(
+                                [
+                                    abs((d[0].score if d else 0.0) - (r[0].score if r else 0.0))
+                                    for d, r in zip(dets, ref, strict=True)
+                                ]
+                            )
+                        ),
+                        4,
+                    ),
+                    "posture_agreement_with_float_pct": round(
+                        100 * float(np.mean(same_posture)), 2
+                    ),
+                    "disagreements": [
+                        i
+                        for (i, _, _), d, r in zip(items, dets, ref, strict=True)
+                        if bool(d) != bool(r)
+                    ],
+                }
+            )
+        result[key] = entry
+    result["per_image"] = {
+        i: {
+            key: {
+                "score": round(found[key][n][0].score, 4) if found[key][n] else 0.0,
+                "posture": postures[key][n],
+            }
+            for key in found
+        }
+        for n, (i, _, _) in enumerate(items)
+    }
+    return result
+
+
+def ref_key_of(models: dict[str, tuple[Path, str]]) -> str:
+    return next(k for k, (_, runtime) in models.items() if runtime == "tflite")
+
+
+def print_table(acc: dict[str, Any]) -> None:
+    ms = acc["timing_ms_median_1_thread"]
+    print(
+        f"\n{'model':<13}{'ms':>7}{'agree%':>8}{'IoU':>7}{'IoUmin':>8}{'pose%':>7}"
+        f"{'acc%':>7}{'recall%':>9}{'FP%':>6}{'poseFP%':>9}"
+    )
+    for key in ms:
+        if key not in acc:
+            print(f"{key:<13}{ms[key]:>7.2f}")
+            continue
+        m = acc[key]
+        print(
+            f"{key:<13}{ms[key]:>7.2f}{m.get('agreement_with_float_pct', 100.0):>8.1f}"
+            f"{m.get('box_iou_with_float_mean', 1.0) or 0.0:>7.3f}"
+            f"{m.get('box_iou_with_float_min', 1.0) or 0.0:>8.3f}"
+            f"{m.get('posture_agreement_with_float_pct', 100.0):>7.1f}"
+            f"{m['accuracy_vs_truth_pct']:>7.1f}{m['recall_pct']:>9.1f}"
+            f"{m['false_positive_pct']:>6.1f}{m['pose_false_positive_pct']:>9.1f}"
+        )
+    print(
+        f"n={acc['n']} ({acc['n_person']} with a person); int8 disagreements:",
+        acc["int8_onnx"]["disagreements"] or "none",
+    )
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--wheels", type=Path, help="directory holding the mediapipe wheel")
+    parser.add_argument("--out", type=Path, default=REPO / "models")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        wheel = fetch_wheel(args.wheels, tmp)
+        d_det = args.out / "pose_detection"
+        d_lm = args.out / "pose_landmark"
+        d_int8 = args.out / "pose_detection_int8"
+        for d in (d_det, d_lm, d_int8):
+            d.mkdir(parents=True, exist_ok=True)
+        det_path = extract(wheel, DET_MEMBER, d_det / "pose_detection.tflite")
+        lm_path = extract(wheel, LM_MEMBER, d_lm / "pose_landmark_full.tflite")
+
+        dense = tmp / "pose_detection_dense.tflite"
+        n_dense = densify(det_path, dense)
+        _LOGGER.info("densified %d sparse weight tensors", n_dense)
+        float_onnx = tmp / "pose_detection_fp32.onnx"
+        convert_to_onnx(dense, float_onnx)
+        diff = check_conversion(open_session(det_path, "tflite"), open_session(float_onnx, "onnx"))
+        _LOGGER.info("tflite vs float ONNX: max abs raw-output difference %.2e", diff)
+        if diff > 1e-2:
+            raise SystemExit(f"converted ONNX differs from the tflite by {diff}")
+
+        int8_path = d_int8 / "pose_detection_int8.onnx"
+        float_nodes = head_nodes(float_onnx) if FLOAT_HEADS else []
+        n_cal = quantize(float_onnx, int8_path, tmp, float_nodes)
+        all_int8 = tmp / "pose_detection_int8_all_layers.onnx"
+        quantize(float_onnx, all_int8, tmp, [])
+        acc = evaluate(
+            {
+                "float_tflite": (det_path, "tflite"),
+                "float_onnx": (float_onnx, "onnx"),
+                "int8_onnx": (int8_path, "onnx"),
+                "int8_all_layers_onnx": (all_int8, "onnx"),
+            },
+            lm_path,
+        )
+        acc["calibration"] = {
+            "images": n_cal,
+            "method": CALIBRATION,
+            "what": "scikit-image astronaut and camera: 24 random crops each (60-95% of each "
+            "side) rotated by 0/90/180/270 +- 20 degrees; chelsea, coffee, rocket: 12 random "
+            "crops each (40-90%) rotated by multiples of 90",
+        }
+        acc["evaluation"] = (
+            "held out: astronaut, camera (person) and chelsea, coffee, rocket (no person) whole, "
+            "flipped, zoomed out to 50% on grey and rotated by 45/90/135/180/270/315 degrees; "
+            f"{', '.join(EXTRA_EMPTY)} (never calibrated on) whole, flipped and zoomed out. "
+            "Detection = best weighted-NMS score >= 0.5; posture = PoseEstimator with the float "
+            "landmark model on top of each detector."
+        )
+        acc["tflite_vs_float_onnx_max_abs_diff"] = diff
+        acc["float_nodes"] = float_nodes
+        text = json.dumps(acc, indent=2) + "\n"
+        (d_int8 / "accuracy.json").write_text(text, encoding="utf-8")
+        print_table(acc)
+
+        apache = apache_text()
+        det_sess = open_session(det_path, "tflite")
+        lm_sess = open_session(lm_path, "tflite")
+        int8_sess = open_session(int8_path, "onnx")
+        src_det = f"{MP_PKG}: {DET_MEMBER}"
+        src_lm = f"{MP_PKG}: {LM_MEMBER}"
+        write_manifest(
+            d_det,
+            name="pose_detection",
+            file=det_path.name,
+            runtime="tflite",
+            task="pose_detection",
+            precision="fp16",
+            inputs=specs(det_sess.inputs),
+            outputs=specs(det_sess.outputs),
+            preprocess={**DET_PREPROCESS, "layout": "NHWC"},
+            postprocess=DET_POSTPROCESS,
+            licence="Apache-2.0",
+            source=src_det,
+            derived_from="Google MediaPipe BlazePose pose_detection.tflite, unmodified",
+            notes="BlazePose person detector (MediaPipe, Google, Apache-2.0): sparse fp16 "
+            "weights, fp32 input/output, 2254 SSD anchors at 224x224. Copied byte for byte.",
+        )
+        write_manifest(
+            d_lm,
+            name="pose_landmark",
+            file=lm_path.name,
+            runtime="tflite",
+            task="pose_landmarks",
+            precision="fp16",
+            inputs=specs(lm_sess.inputs),
+            outputs=specs(lm_sess.outputs),
+            preprocess=LM_PREPROCESS,
+            postprocess=LM_POSTPROCESS,
+            licence="Apache-2.0",
+            source=src_lm,
+            derived_from="Google MediaPipe BlazePose GHUM 3D pose_landmark_full.tflite, unmodified",
+            notes="BlazePose landmarks, full variant (the lite variant is not in the wheel): "
+            "39 points x (x, y, z, visibility, presence) in 256 px crop units; the first 33 are "
+            "the body points. Also outputs a pose-presence score, a segmentation mask, heatmaps "
+            "and world landmarks (unused). Copied byte for byte.",
+        )
+        m = acc["int8_onnx"]
+        ms = acc["timing_ms_median_1_thread"]
+        write_manifest(
+            d_int8,
+            name="pose_detection_int8",
+            file=int8_path.name,
+            runtime="onnx",
+            task="pose_detection",
+            precision="int8",
+            inputs=specs(int8_sess.inputs),
+            outputs=specs(int8_sess.outputs),
+            preprocess={**DET_PREPROCESS, "layout": "NCHW"},
+            postprocess=DET_POSTPROCESS,
+            licence="Apache-2.0",
+            source=src_det,
+            derived_from="models/pose_detection/pose_detection.tflite (Google MediaPipe, "
+            "Apache-2.0) -> densified -> tflite2onnx 0.4.1 -> onnxruntime quantize_static",
+            notes="Quantized by the edge-agent project (scripts/build_pose_models.py) from the "
+            "Apache-2.0 MediaPipe original; a modified derivative work. QDQ, uint8 activations / "
+            "int8 per-channel weights (U8S8), MinMax calibration on real photos; layers kept in "
+            f"float: the {len(float_nodes)} output-head nodes (6 Conv + reshapes). Held-out "
+            "person/no-person agreement with float "
+            f"{m['agreement_with_float_pct']}%, box IoU on person images "
+            f"{m['box_iou_with_float_person_images_mean']}, posture "
+            f"agreement {m['posture_agreement_with_float_pct']}%; {ms['int8_onnx']} ms vs "
+            f"{ms['float_tflite']} ms float tflite (1 thread, accuracy.json). Input is NCHW "
+            "float32 in [-1, 1].",
+        )
+        licence_file(
+            d_det,
+            "pose_detection.tflite is the BlazePose pose detector from MediaPipe by Google LLC,\n"
+            f"licensed under the Apache License 2.0, taken unmodified from {src_det}.",
+            apache,
+        )
+        licence_file(
+            d_lm,
+            "pose_landmark_full.tflite is the BlazePose GHUM 3D landmark model (full) from\n"
+            "MediaPipe by Google LLC, licensed under the Apache License 2.0, taken unmodified\n"
+            f"from {src_lm}.",
+            apache,
+        )
+        licence_file(
+            d_int8,
+            "pose_detection_int8.onnx was quantized by the edge-agent project from the BlazePose\n"
+            "pose detector (MediaPipe by Google LLC, Apache License 2.0; taken from\n"
+            f"{src_det}). Changes: sparse weights densified, converted to ONNX (tflite2onnx)\n"
+            "and quantized to int8 (onnxruntime quantize_static); see manifest.json and\n"
+            "scripts/build_pose_models.py.",
+            apache,
+        )
+    for d in (d_det, d_lm, d_int8):
+        for f in sorted(d.iterdir()):
+            _LOGGER.info("%s  %d bytes", f.relative_to(args.out.parent), f.stat().st_size)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

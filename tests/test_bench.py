@@ -1,0 +1,65 @@
+"""``edge-agent bench``: rows per model x back-end x threads, stable keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from agent.bench import bench_models
+from agent.config.runtimes import RuntimesConfig
+from agent.models.store import ModelStore
+from tests.conftest import run_agent
+from tests.tiny_models import model_folder
+
+ROW_KEYS = {
+    "model",
+    "runtime",
+    "backend",
+    "target",
+    "precision",
+    "threads",
+    "median_ms",
+    "warmup_ms",
+    "unit",
+}
+
+
+def test_bench_models_on_tiny_store(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    model_folder(root, "tiny_onnx")
+    model_folder(root, "tiny_tflite", kind="tflite")
+    rows = bench_models(ModelStore(root), threads=(1, 2), runs=3)
+    assert [(r["model"], r["threads"]) for r in rows] == [
+        ("tiny_onnx@1.0.0", 1),
+        ("tiny_onnx@1.0.0", 2),
+        ("tiny_tflite@1.0.0", 1),
+        ("tiny_tflite@1.0.0", 2),
+    ]
+    for row in rows:
+        assert set(row) == ROW_KEYS
+        assert row["median_ms"] >= 0 and row["target"] == "cpu"
+    assert rows[0]["backend"] == "onnxruntime/CPUExecutionProvider"
+    assert rows[2]["backend"] == "litert/xnnpack"
+
+
+def test_bench_skips_accelerator_that_fell_back(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    model_folder(root, "tiny")
+    cfg = RuntimesConfig.model_validate({"onnx": {"providers": ["cuda"]}})
+    rows = bench_models(ModelStore(root), cfg, threads=(1,), runs=3)
+    # No CUDA here: the "config" target ran on the CPU too, so it is not reported twice.
+    assert [(r["target"], r["backend"]) for r in rows] == [
+        ("cpu", "onnxruntime/CPUExecutionProvider")
+    ]
+
+
+def test_cli_bench_json() -> None:
+    res = run_agent("bench", "--json", "--runs", "3", "--threads", "1", timeout=300)
+    assert res.returncode == 0, res.stderr
+    result = json.loads(res.stdout)
+    assert {"scene", "models", "speech", "pipeline"} <= set(result)
+    assert result["models"] and all(set(r) == ROW_KEYS for r in result["models"])
+    assert {r["precision"] for r in result["models"]} >= {"int8", "fp32"}
+    assert result["pipeline"]["cpu_s_per_media_s"] > 0
+    bad = run_agent("bench", "--threads", "0", timeout=60)
+    assert bad.returncode == 78 and "--threads" in bad.stderr
