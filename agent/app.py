@@ -14,6 +14,7 @@ from types import FrameType
 
 from agent.config.schema import AgentConfig
 from agent.core.clock import MonotonicClock
+from agent.errors import ConfigError
 from agent.extractors.speech import build_recognizer
 from agent.extractors.vad import Segmenter, SileroVad
 from agent.extractors.vision import FaceDetector
@@ -31,8 +32,10 @@ _LOGGER = logging.getLogger(__name__)
 
 def build_pipeline(cfg: AgentConfig, sink: Sink, beats: Heartbeats | None = None) -> Pipeline:
     store = ModelStore(cfg.models.dir)
-    vad_session, vad_manifest = store.load(cfg.vad.model)
-    vis_session, vis_manifest = store.load(cfg.vision.model, threads=cfg.vision.threads)
+    vad_session, vad_manifest = store.load(cfg.vad.model, runtimes=cfg.runtimes)
+    vis_session, vis_manifest = store.load(
+        cfg.vision.model, threads=cfg.vision.threads, runtimes=cfg.runtimes
+    )
     detector = FaceDetector(vis_session, vis_manifest.preprocess, vis_manifest.postprocess)
     recognizer = build_recognizer(cfg.speech, cfg.intents)
     return Pipeline(
@@ -105,16 +108,21 @@ def replay(
 class LiveAgent:
     """The daemon: capture threads feed the pipeline; systemd is told how it goes."""
 
-    def __init__(self, cfg: AgentConfig) -> None:
+    def __init__(self, cfg: AgentConfig, config_path: Path | None = None) -> None:
         from agent.publish.mqtt import MqttPublisher
 
         self.cfg = cfg
         self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.config_path = config_path
         self.beats = Heartbeats(cfg.health.stall_seconds)
+        self._audio_beats = Heartbeats(cfg.health.stall_seconds)
         self.notifier = Notifier()
         self.publisher = MqttPublisher(cfg.mqtt, cfg.device_id) if cfg.mqtt.enabled else None
         sink: Sink = self.publisher if self.publisher else JsonLinesSink(sys.stdout)
-        self.pipeline = build_pipeline(cfg, sink, self.beats)
+        # Only inference progress is a heartbeat; a camera that is offline is "degraded"
+        # (the supervisor reconnects), not a reason for systemd to restart the agent.
+        self.pipeline = build_pipeline(cfg, sink, self._audio_beats)
         if self.publisher is not None:
             self.beats.add_check("mqtt", self.publisher.network_alive)
         self.control = None
@@ -128,9 +136,66 @@ class LiveAgent:
         _LOGGER.info("stopping (signal %d)", signum)
         self._stop.set()
 
+    def request_reload(self, signum: int = 0, frame: FrameType | None = None) -> None:
+        self._reload.set()  # handled on the main loop, not inside the signal handler
+
+    def _reload_config(self) -> None:
+        """SIGHUP: re-read the file; keep the running config if the new one is bad."""
+        from agent.config.loader import load_config
+
+        if self.config_path is None:
+            _LOGGER.warning("SIGHUP ignored: no config file to reload")
+            return
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as err:
+            _LOGGER.error(
+                "reload of %s rejected, keeping the running config: %s",
+                self.config_path,
+                "; ".join(err.problems),
+            )
+            return
+        settings = self.pipeline.settings
+        settings.update(
+            fusion_threshold=new.fusion.threshold,
+            require_person=new.events.voice_command.require_person,
+            vision_min_score=new.vision.min_score,
+        )
+        settings.set_enabled("voice_command", new.events.voice_command.enabled)
+        logging.getLogger().setLevel(new.log_level.upper())
+        # What differs once the live-applied fields are set aside needs a restart.
+        old = self.cfg
+        rest = new.model_copy(
+            update={
+                "log_level": old.log_level,
+                "fusion": new.fusion.model_copy(update={"threshold": old.fusion.threshold}),
+                "vision": new.vision.model_copy(update={"min_score": old.vision.min_score}),
+                "events": old.events,
+            }
+        )
+        later = [n for n in type(new).model_fields if getattr(rest, n) != getattr(old, n)]
+        _LOGGER.info("config reloaded from %s", self.config_path)
+        if later:
+            _LOGGER.warning("changes to %s take effect after a restart", ", ".join(later))
+
+    def _status(self) -> str:
+        cam = self.capture.camera.state
+        mic = self.capture.microphone.state
+        if cam == "online" and mic == "online":
+            return "running"
+        return f"degraded: camera {cam}, microphone {mic}"
+
+    def _audio_ok(self) -> bool:
+        # No audio while the microphone is offline is degraded, not stalled.
+        return self.capture.microphone.state != "online" or not self._audio_beats.stalled()
+
+    def _capture_alive(self) -> bool:
+        return self.capture.camera.alive() and self.capture.microphone.alive()
+
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
         self.capture = Capture(
             self.cfg.camera,
             self.cfg.microphone,
@@ -145,9 +210,15 @@ class LiveAgent:
         if self.publisher is not None:
             self.publisher.start()
         self.capture.start()
-        self.notifier.ready(
-            f"running: camera {self.cfg.camera.source}, mic {self.cfg.microphone.source}"
-        )
+        self.beats.add_check("audio", self._audio_ok)
+        self.beats.add_check("capture", self._capture_alive)
+        # Give the devices a moment, so READY says honestly whether we run degraded.
+        deadline = time.monotonic() + 5.0
+        while self._status() != "running" and time.monotonic() < deadline:
+            if self._stop.wait(0.1):
+                break
+        status = self._status()
+        self.notifier.ready(status)
         watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
         dog = None
         if watchdog_usec:
@@ -156,8 +227,14 @@ class LiveAgent:
         _LOGGER.info("edge-agent %s running", self.cfg.device_id)
         try:
             while not self._stop.wait(0.5):
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self._reload_config()
                 if self.control is not None:
                     self.control.tick()
+                if (now := self._status()) != status:
+                    status = now
+                    self.notifier.send(f"STATUS={status}")
         finally:
             self.notifier.stopping()
             if dog:
@@ -166,4 +243,5 @@ class LiveAgent:
             self.pipeline.finish()
             if self.publisher is not None:
                 self.publisher.close()
+            self.notifier.close()
         return 0

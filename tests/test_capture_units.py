@@ -109,3 +109,12 @@ def test_microphone_supervisor_reopens_and_counts_the_gap() -> None:
     assert sup.reopens >= 1 and sup.failures >= 1
     assert got[4].first_sample == 4 * 512 + AUDIO_RATE  # 1 s gap skipped in the counter
     assert sup.gaps >= 1 and sup.gap_samples >= AUDIO_RATE
+
+
+def test_redact_hides_every_credential_form() -> None:
+    from agent.sources.camera import redact
+
+    assert redact("rtsp://admin:s3cr@t@cam.local:554/s1") == "rtsp://***@cam.local:554/s1"
+    got = redact("http://cam/video.mjpg?user=admin&pwd=hunter2&res=hd")
+    assert "hunter2" not in got and "admin" not in got and "res=hd" in got
+    assert redact("/dev/video0") == "/dev/video0" and redact("0") == "0"

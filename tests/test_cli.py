@@ -145,3 +145,43 @@ def test_demo_prints_what_the_subscriber_received() -> None:
     assert "edge-agent/demo/events {" in res.stdout and '"intent":"light_on"' in res.stdout
     assert "=> OK nobody_command: expected no event, received no event" in res.stdout
     assert "all scenes as expected" in res.stdout
+
+
+def test_sighup_keeps_old_config_when_new_is_bad(broker: LocalBroker, tmp_path: Path) -> None:
+    """X3: a bad config on SIGHUP is refused with its errors; the agent keeps running."""
+    scene = SAMPLES / "person_command"
+    cfg = tmp_path / "agent.yaml"
+    good = (
+        f"device_id: box9\ncamera:\n  source: {scene / 'video.avi'}\n"
+        f"microphone:\n  source: {scene / 'audio.wav'}\n"
+        f"mqtt:\n  host: {broker.host}\n  port: {broker.port}\n"
+    )
+    cfg.write_text(good)
+    sub = Collector(broker.host, broker.port, "edge-agent/box9/#").start()
+    proc = subprocess.Popen(
+        agent_cmd("run", "--config", str(cfg)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert sub.wait_for("edge-agent/box9/status", timeout=60)
+        cfg.write_text(good + "fusion:\n  threshold: 7\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)  # the reload happens on the agent's main loop (0.5 s tick)
+        cfg.write_text(good + "fusion:\n  threshold: 0.65\nbuffer:\n  seconds: 5\n")
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert proc.poll() is None, "SIGHUP must not end the agent"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+        sub.stop()
+    assert proc.returncode == 0, err[-2000:]
+    assert "reload of" in err and "fusion.threshold" in err and "keeping the running config" in err
+    assert "config reloaded" in err and "changes to buffer take effect after a restart" in err

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import numpy as np
 
@@ -23,12 +24,32 @@ from agent.errors import SourceError
 _LOGGER = logging.getLogger(__name__)
 
 
+_SECRET_QUERY_KEYS = {
+    "password",
+    "pass",
+    "pwd",
+    "passwd",
+    "token",
+    "key",
+    "auth",
+    "user",
+    "username",
+}
+
+
 def redact(source: str) -> str:
-    """Hide 'user:pass@' in stream URLs before they reach a log."""
-    if "://" in source and "@" in source:
-        scheme, rest = source.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return source
+    """Hide credentials in stream URLs ('user:pass@', '?pwd=…') before they reach a log."""
+    parts = urlsplit(source)
+    if not parts.scheme or not parts.netloc:
+        return source
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]  # the password itself may contain '@'
+    query = "&".join(
+        f"{k}=***" if k.lower() in _SECRET_QUERY_KEYS else f"{k}={v}"
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _quiet_opencv() -> None:

@@ -136,6 +136,10 @@ class CameraSupervisor:
         for t in self._threads:
             t.join(timeout)
 
+    def alive(self) -> bool:
+        """Both threads still running (a dead one is a bug the watchdog must report)."""
+        return all(t.is_alive() for t in self._threads)
+
     @property
     def dropped(self) -> int:
         return self._slot.dropped
@@ -281,6 +285,9 @@ class MicrophoneSupervisor:
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._thread.join(timeout)
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def stats(self) -> dict[str, Any]:
         live = dict(self._closed_stats)
