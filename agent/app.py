@@ -15,13 +15,15 @@ from types import FrameType
 from agent.config.schema import AgentConfig
 from agent.core.clock import MonotonicClock
 from agent.errors import ConfigError
+from agent.extractors.pose import PoseEstimator
 from agent.extractors.speech import build_recognizer
 from agent.extractors.vad import Segmenter, SileroVad
 from agent.extractors.vision import FaceDetector
+from agent.fusion.help import HelpRule
 from agent.fusion.weighted import WeightedSum
 from agent.health.notify import Heartbeats, Notifier, Watchdog
 from agent.models.store import ModelStore
-from agent.pipeline import Models, Pipeline
+from agent.pipeline import HelpParts, Models, Pipeline, Presence
 from agent.publish.sink import JsonLinesSink, Sink
 from agent.sources.files import VideoFileSource, WavFileSource
 from agent.sources.supervisor import Capture
@@ -38,6 +40,25 @@ def build_pipeline(cfg: AgentConfig, sink: Sink, beats: Heartbeats | None = None
     )
     detector = FaceDetector(vis_session, vis_manifest.preprocess, vis_manifest.postprocess)
     recognizer = build_recognizer(cfg.speech, cfg.intents)
+    help_parts = None
+    help_cfg = cfg.events.help_call
+    if help_cfg.intent in cfg.intents:
+        det_session, det_manifest = store.load(
+            cfg.pose.detector, threads=cfg.pose.threads, runtimes=cfg.runtimes
+        )
+        lm_session, lm_manifest = store.load(
+            cfg.pose.landmarks, threads=cfg.pose.threads, runtimes=cfg.runtimes
+        )
+        help_parts = HelpParts(
+            intent=help_cfg.intent,
+            pose=PoseEstimator(det_session, det_manifest, lm_session, lm_manifest),
+            rule=HelpRule.from_fusion(cfg.fusion, min_lying_frames=help_cfg.min_lying_frames),
+            detector_ref=det_manifest.ref,
+            landmark_ref=lm_manifest.ref,
+            max_frames=cfg.pose.max_frames_per_window,
+            cooldown_s=help_cfg.cooldown_s,
+            enabled=help_cfg.enabled,
+        )
     return Pipeline(
         device_id=cfg.device_id,
         frames=FrameRing(cfg.buffer.seconds),
@@ -51,6 +72,8 @@ def build_pipeline(cfg: AgentConfig, sink: Sink, beats: Heartbeats | None = None
         models=Models(vision=vis_manifest.ref, vad=vad_manifest.ref),
         sink=sink,
         on_progress=beats.beat if beats else None,
+        help_parts=help_parts,
+        presence=Presence(cfg.presence),
     )
 
 
@@ -130,6 +153,12 @@ class LiveAgent:
             from agent.control import MqttControl
 
             self.control = MqttControl(cfg, self.publisher, self.pipeline)
+            presence = self.pipeline.presence_state
+            if presence is not None and presence.enabled:
+                self.control.add_state(
+                    "presence", "Presence", lambda: presence.present, "occupancy"
+                )
+                self.control.add_state("talking", "Talking", lambda: presence.talking)
         self._clock = MonotonicClock()
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from agent.config.schema import AgentConfig
 from agent.core.settings import RuntimeSettings
 from agent.errors import PublishError
-from agent.events.types import EVENT_TYPES
+from agent.events.registry import EVENT_TYPES
 from agent.pipeline import Pipeline
 from agent.publish.commands import CommandHandler
 from agent.publish.discovery import BinaryState, Discovery, EventEntity

@@ -32,7 +32,7 @@ def load_scenes(root: Path, only: list[str] | None = None) -> list[tuple[Path, d
 
 
 def _expected(scene: dict[str, Any]) -> list[str]:
-    return sorted(e["intent"] for e in scene.get("expect", []) if e.get("type") == "voice_command")
+    return sorted(f"{e['type']}:{e['intent']}" for e in scene.get("expect", []))
 
 
 def run_demo(root: Path, scenes: list[str] | None = None, use_broker: bool = True) -> int:
@@ -76,7 +76,7 @@ def _scene_in_process(folder: Path, cfg: AgentConfig) -> list[str]:
     replay(build_pipeline(cfg, sink), folder / "video.avi", folder / "audio.wav")
     for ev in sink.events:
         print(f"  event {json.dumps(ev.to_payload())}")
-    return [ev.intent for ev in sink.events]
+    return [f"{ev.type}:{ev.intent}" for ev in sink.events]
 
 
 def _scene_over_mqtt(folder: Path, cfg: AgentConfig, broker: LocalBroker) -> list[str]:
@@ -96,4 +96,4 @@ def _scene_over_mqtt(folder: Path, cfg: AgentConfig, broker: LocalBroker) -> lis
         collector.stop()
     for msg in received:
         print(f"  {msg.topic} {msg.payload.decode()}")
-    return [m.json()["intent"] for m in received]
+    return [f"{m.json()['type']}:{m.json()['intent']}" for m in received]

@@ -18,13 +18,21 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from agent.config.sections import FusionConfig, VisionConfig, VoiceCommandConfig
+from agent.config.sections import (
+    FusionConfig,
+    PresenceConfig,
+    VisionConfig,
+    VoiceCommandConfig,
+)
 from agent.core.media import AudioChunk, Frame
 from agent.core.settings import RuntimeSettings, Settings
+from agent.events.help import HelpCall, PoseEvidence
 from agent.events.rules import Cooldown
 from agent.events.types import AudioEvidence, FusionInfo, ImageEvidence, VoiceCommand
-from agent.extractors.speech import IntentRecognizer
+from agent.extractors.pose import Pose
+from agent.extractors.speech import IntentRecognizer, Recognition
 from agent.extractors.vad import Segmenter, SpeechSegment
+from agent.fusion.help import HelpRule
 from agent.fusion.weighted import WeightedSum
 from agent.publish.sink import Sink
 from agent.sync.ring import FrameRing, spread
@@ -37,6 +45,66 @@ CAMERA_GRACE_NS = 1_000_000_000
 
 class PersonScorer(Protocol):
     def person_score(self, image_bgr: npt.NDArray[np.uint8]) -> float: ...
+
+
+class PoseReader(Protocol):
+    def estimate(self, image_bgr: npt.NDArray[np.uint8]) -> Pose | None: ...
+
+
+@dataclass(frozen=True)
+class HelpParts:
+    """What the help_call path needs; posture is only read when a call for help is heard."""
+
+    intent: str
+    pose: PoseReader
+    rule: HelpRule
+    detector_ref: str
+    landmark_ref: str
+    max_frames: int
+    cooldown_s: float
+    enabled: bool = True
+
+
+class Presence:
+    """``presence``: a person seen within ``hold_s``; ``talking``: presence while speech is on.
+
+    Checked on the audio worker every ``interval_s`` of audio time on the newest frame only,
+    so the idle cost is one detector run per interval.
+    """
+
+    def __init__(self, cfg: PresenceConfig) -> None:
+        self.enabled = cfg.enabled
+        self._interval_ns = int(cfg.interval_s * 1e9)
+        self._hold_ns = int(cfg.hold_s * 1e9)
+        self._next_ns = 0
+        self._last_frame_ns = -1
+        self._seen_ns: int | None = None
+        self.present = False
+        self.talking = False
+
+    def due(self, now_ns: int) -> bool:
+        return self.enabled and now_ns >= self._next_ns
+
+    def update(
+        self,
+        now_ns: int,
+        frame: Frame | None,
+        score: float | None,
+        min_score: float,
+        speaking: bool,
+    ) -> None:
+        self._next_ns = now_ns + self._interval_ns
+        if frame is not None and score is not None and score >= min_score:
+            self._seen_ns = frame.t_ns
+        self.present = self._seen_ns is not None and now_ns - self._seen_ns <= self._hold_ns
+        self.talking = self.present and speaking
+
+    def fresh(self, frame: Frame) -> bool:
+        """Each frame is scored at most once."""
+        if frame.t_ns == self._last_frame_ns:
+            return False
+        self._last_frame_ns = frame.t_ns
+        return True
 
 
 @dataclass
@@ -95,6 +163,8 @@ class Pipeline:
         sink: Sink,
         on_progress: Callable[[str], None] | None = None,
         settings: RuntimeSettings | None = None,
+        help_parts: HelpParts | None = None,
+        presence: Presence | None = None,
     ) -> None:
         self._device = device_id
         self.frames = frames
@@ -108,6 +178,9 @@ class Pipeline:
         self._models = models
         self._sink = sink
         self._cooldown = Cooldown(rule_cfg.cooldown_s)
+        self._help = help_parts
+        self._help_cooldown = Cooldown(help_parts.cooldown_s if help_parts else 0.0)
+        self.presence_state = presence
         self._pending: list[SpeechSegment] = []
         self._audio_ns = 0
         self._progress = on_progress or (lambda stage: None)
@@ -117,7 +190,12 @@ class Pipeline:
         # Changed at run time by MQTT commands; read once per decision.
         self.settings = settings or RuntimeSettings(
             Settings(
-                enabled=MappingProxyType({VoiceCommand.TYPE: rule_cfg.enabled}),
+                enabled=MappingProxyType(
+                    {
+                        VoiceCommand.TYPE: rule_cfg.enabled,
+                        HelpCall.TYPE: bool(help_parts and help_parts.enabled),
+                    }
+                ),
                 fusion_threshold=fusion_cfg.threshold,
                 require_person=rule_cfg.require_person,
                 vision_min_score=vision_cfg.min_score,
@@ -141,7 +219,26 @@ class Pipeline:
         self._audio_ns = chunk.end_ns
         self._pending.extend(segments)
         self._resolve(final=False)
+        self._track_presence()
         self._progress("audio")
+
+    def _track_presence(self) -> None:
+        tracker = self.presence_state
+        if tracker is None or not tracker.due(self._audio_ns):
+            return
+        frame = self.frames.latest()
+        score = None
+        if frame is not None and tracker.fresh(frame):
+            started = time.perf_counter_ns()
+            score = self._scorer.person_score(frame.image)
+            self.times.add("presence_frame", started)
+        tracker.update(
+            self._audio_ns,
+            frame,
+            score,
+            self.settings.current.vision_min_score,
+            self._segmenter.in_speech,
+        )
 
     def finish(self) -> None:
         """End of stream: close an open utterance and decide everything pending."""
@@ -171,11 +268,14 @@ class Pipeline:
             self.decisions.rejected_speech += 1
             _LOGGER.info("speech %s is not a command (%s)", span, rec.reason or "no intent")
             return
+        if self._help is not None and rec.intent == self._help.intent:
+            # A call for help is never a voice command, whether or not help_call is on.
+            if now.is_enabled(HelpCall.TYPE):
+                self._decide_help(seg, rec, span)
+            return
         if not now.is_enabled(VoiceCommand.TYPE):
             return
-        lo = seg.start_ns - int(self._fusion.window_before_s * 1e9)
-        hi = seg.end_ns + int(self._fusion.window_after_s * 1e9)
-        chosen = spread(self.frames.window(lo, hi), self._vision.max_frames_per_window)
+        chosen = self._window(seg, self._vision.max_frames_per_window)
         scores = []
         for frame in chosen:
             started = time.perf_counter_ns()
@@ -211,9 +311,6 @@ class Pipeline:
         if not self._cooldown.allow(rec.intent, seg.start_ns):
             self.decisions.cooled_down += 1
             return
-        mid = (seg.start_ns + seg.end_ns) // 2
-        # No frame at all (camera down, require_person off): the skew is unknown.
-        skew_ms = min((abs(f.t_ns - mid) / 1e6 for f in chosen), default=-1.0)
         event = VoiceCommand(
             device=self._device,
             start=seg.start_ns / 1e9,
@@ -227,13 +324,7 @@ class Pipeline:
                 frames_with_person=len(in_view),
                 model=self._models.vision,
             ),
-            audio=AudioEvidence(
-                score=round(rec.confidence, 4),
-                text=rec.text,
-                model=rec.model,
-                vad_model=self._models.vad,
-                vad_peak=round(seg.peak_probability, 4),
-            ),
+            audio=self._audio_evidence(seg, rec),
             fusion=FusionInfo(
                 method=self._fuser.method,
                 alpha=self._fuser.alpha,
@@ -241,10 +332,78 @@ class Pipeline:
                 threshold=now.fusion_threshold,
                 score=round(fused.score, 4),
             ),
-            skew_ms=skew_ms,
+            skew_ms=_skew_ms(seg, chosen),
         )
         self.decisions.emitted += 1
         _LOGGER.info(
             "voice_command %s (%r) at %s, confidence %.2f", rec.intent, rec.text, span, fused.score
         )
         self._sink.publish_event(event)
+
+    def _window(self, seg: SpeechSegment, cap: int) -> list[Frame]:
+        lo = seg.start_ns - int(self._fusion.window_before_s * 1e9)
+        hi = seg.end_ns + int(self._fusion.window_after_s * 1e9)
+        return spread(self.frames.window(lo, hi), cap)
+
+    def _audio_evidence(self, seg: SpeechSegment, rec: Recognition) -> AudioEvidence:
+        return AudioEvidence(
+            score=round(rec.confidence, 4),
+            text=rec.text,
+            model=rec.model,
+            vad_model=self._models.vad,
+            vad_peak=round(seg.peak_probability, 4),
+        )
+
+    def _decide_help(self, seg: SpeechSegment, rec: Recognition, span: str) -> None:
+        parts = self._help
+        assert parts is not None
+        chosen = self._window(seg, parts.max_frames)
+        postures = []
+        for frame in chosen:
+            started = time.perf_counter_ns()
+            pose = parts.pose.estimate(frame.image)
+            self.times.add("pose_frame", started)
+            postures.append(pose.posture if pose is not None else None)
+        d = parts.rule(postures, intent=rec.intent, text=rec.text, speech_score=rec.confidence)
+        if not d.accepted:
+            self.decisions.below_threshold += 1
+            _LOGGER.info("heard %r at %s: no help_call (%s)", rec.text, span, d.reason)
+            return
+        if not self._help_cooldown.allow(HelpCall.TYPE, seg.start_ns):
+            self.decisions.cooled_down += 1
+            return
+        event = HelpCall(
+            device=self._device,
+            start=seg.start_ns / 1e9,
+            end=seg.end_ns / 1e9,
+            confidence=d.confidence,
+            intent=parts.intent,
+            text=rec.text,
+            image=PoseEvidence(
+                score=round(d.x_image, 4),
+                frames_analysed=d.frames,
+                frames_with_person=d.frames_with_person,
+                frames_lying=d.frames_lying,
+                posture=d.posture or "none",
+                model=parts.detector_ref,
+                landmark_model=parts.landmark_ref,
+            ),
+            audio=self._audio_evidence(seg, rec),
+            fusion=FusionInfo(
+                method=parts.rule.method,
+                alpha=parts.rule.alpha,
+                beta=parts.rule.beta,
+                threshold=parts.rule.threshold,
+                score=round(d.confidence, 4),
+            ),
+            skew_ms=_skew_ms(seg, chosen),
+        )
+        self.decisions.emitted += 1
+        _LOGGER.warning("help_call (%r) at %s, confidence %.2f", rec.text, span, d.confidence)
+        self._sink.publish_event(event)
+
+
+def _skew_ms(seg: SpeechSegment, chosen: list[Frame]) -> float:
+    """Distance from the utterance's midpoint to the nearest analysed frame; -1 if none."""
+    mid = (seg.start_ns + seg.end_ns) // 2
+    return min((abs(f.t_ns - mid) / 1e6 for f in chosen), default=-1.0)

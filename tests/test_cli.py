@@ -22,7 +22,7 @@ SCENES = sorted(p.parent.name for p in SAMPLES.glob("*/scene.json"))
 
 def _expected(scene: str) -> list[str]:
     data = json.loads((SAMPLES / scene / "scene.json").read_text())
-    return sorted(e["intent"] for e in data["expect"] if e["type"] == "voice_command")
+    return sorted(f"{e['type']}:{e['intent']}" for e in data["expect"])
 
 
 def test_samples_present() -> None:
@@ -61,10 +61,15 @@ def test_replay_outcome_seen_by_subscriber(scene: str, broker: LocalBroker, tmp_
     finally:
         sub.stop()
     payloads = [m.json() for m in got]
-    assert sorted(p["intent"] for p in payloads) == want, res.stderr[-3000:]
+    assert sorted(f"{p['type']}:{p['intent']}" for p in payloads) == want, res.stderr[-3000:]
+    # The per-type topic carries the same events.
+    per_type = [m for m in sub.messages if "/event/" in m.topic]
+    assert sorted(m.topic.rsplit("/", 1)[1] for m in per_type) == sorted(
+        p["type"] for p in payloads
+    )
     assert [p["id"] for p in payloads] == [e["id"] for e in stdout_events]
     for p in payloads:
-        assert p["type"] == "voice_command" and p["device"] == "edge-agent"
+        assert p["type"] in ("voice_command", "help_call") and p["device"] == "edge-agent"
         assert p["evidence"]["image"]["frames_with_person"] > 0
         assert "@" in p["evidence"]["image"]["model"] and "@" in p["evidence"]["audio"]["model"]
         assert p["start"] < p["end"]
@@ -123,6 +128,8 @@ def test_run_daemon_status_and_sigterm(broker: LocalBroker, tmp_path: Path) -> N
         sub.stop()
     assert proc.returncode == 0, err[-2000:]
     assert [m.payload for m in sub.on("edge-agent/box1/status")][-1] == b"stopped"
+    # The astronaut is in view the whole scene: the retained presence state says so.
+    assert b"ON" in [m.payload for m in sub.on("edge-agent/box1/state/presence")]
     done.set()
     reader.join(5)
     notify.close()

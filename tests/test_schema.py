@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import json
+import pkgutil
 import typing
 from typing import Any
 
 import jsonschema
 import pytest
 
+import agent.events
 from agent.app import build_pipeline, replay
 from agent.config.schema import AgentConfig
-from agent.events import types as event_types
+from agent.events import registry as event_types
 from agent.events.schema import event_schema
+from agent.events.types import SCHEMA_VERSION
 from agent.publish.sink import MemorySink
 from tests.conftest import SAMPLES
 
@@ -28,15 +32,18 @@ def validator() -> jsonschema.Draft202012Validator:
 
 
 def _discovered() -> list[type[Any]]:
-    """Every class in agent.events.types with a wire name (``TYPE``) and ``to_payload``."""
-    found = [
-        cls
-        for _, cls in inspect.getmembers(event_types, inspect.isclass)
-        if cls.__module__ == event_types.__name__
-        and isinstance(getattr(cls, "TYPE", None), str)
-        and hasattr(cls, "to_payload")
-    ]
-    return list(dict.fromkeys(found))  # aliases (Event = VoiceCommand) count once
+    """Every class in the agent.events package with a wire name (``TYPE``) and ``to_payload``."""
+    found = []
+    for info in pkgutil.iter_modules(agent.events.__path__):
+        module = importlib.import_module(f"agent.events.{info.name}")
+        found += [
+            cls
+            for _, cls in inspect.getmembers(module, inspect.isclass)
+            if cls.__module__ == module.__name__
+            and isinstance(getattr(cls, "TYPE", None), str)
+            and hasattr(cls, "to_payload")
+        ]
+    return list(dict.fromkeys(found))
 
 
 def _sample(tp: Any, name: str) -> Any:
@@ -49,8 +56,10 @@ def _sample(tp: Any, name: str) -> Any:
     if tp is int:
         return 3
     if tp is str:
-        if name in ("model", "vad_model"):
+        if name in ("model", "vad_model", "landmark_model"):
             return "m@1.0.0"
+        if name == "posture":
+            return "lying"
         if name == "intent":
             return "light_on"
         if name == "method":
@@ -78,7 +87,7 @@ def test_every_event_class_is_registered_frozen_and_round_trips() -> None:
         }
         event = cls(**kwargs)
         payload = event.to_payload()
-        assert payload["type"] == cls.TYPE and payload["v"] == event_types.SCHEMA_VERSION
+        assert payload["type"] == cls.TYPE and payload["v"] == SCHEMA_VERSION
         wire = json.loads(json.dumps(payload))
         assert cls.from_payload(wire) == event
         v.validate(wire)

@@ -17,6 +17,8 @@ from agent.config.sections import (
     FusionConfig,
     HealthConfig,
     ModelsConfig,
+    PoseConfig,
+    PresenceConfig,
     VadConfig,
     VisionConfig,
 )
@@ -30,6 +32,7 @@ DEFAULT_INTENTS: dict[str, list[str]] = {
     "light_off": ["turn off the light", "lights off"],
     "fan_on": ["turn on the fan"],
     "fan_off": ["turn off the fan"],
+    "help": ["help", "help me"],
 }
 
 
@@ -48,6 +51,12 @@ class AgentConfig(Section):
     )
     buffer: BufferConfig = Field(default_factory=BufferConfig, description="Frame ring buffer.")
     vision: VisionConfig = Field(default_factory=VisionConfig, description="Person/face detector.")
+    pose: PoseConfig = Field(
+        default_factory=PoseConfig, description="Posture (standing/sitting/lying) for help_call."
+    )
+    presence: PresenceConfig = Field(
+        default_factory=PresenceConfig, description="The presence and talking states."
+    )
     vad: VadConfig = Field(default_factory=VadConfig, description="Voice activity detection.")
     speech: SpeechConfig = Field(default_factory=SpeechConfig, description="Intent recognizer.")
     intents: dict[IntentName, Annotated[list[Phrase], Field(min_length=1)]] = Field(

@@ -31,8 +31,35 @@ class VisionConfig(Section):
     threads: int = Field(1, ge=1, le=16, description="Inference threads for the vision model.")
 
 
+class PoseConfig(Section):
+    detector: str = Field(
+        "pose_detection_int8",
+        min_length=1,
+        description="Person/pose detector in the model store (int8 ONNX or pose_detection float).",
+    )
+    landmarks: str = Field(
+        "pose_landmark", min_length=1, description="Pose landmark model in the model store."
+    )
+    threads: int = Field(1, ge=1, le=16, description="Inference threads for the pose models.")
+    max_frames_per_window: int = Field(
+        6, ge=1, le=100, description="Frames read for posture per call for help (evenly spread)."
+    )
+
+
+class PresenceConfig(Section):
+    enabled: bool = Field(True, description="Track the presence and talking states.")
+    interval_s: float = Field(
+        1.0, ge=0.1, le=60, description="Seconds between presence checks of the newest frame."
+    )
+    hold_s: float = Field(
+        5.0, ge=0, le=600, description="Presence stays on this long after the last person seen."
+    )
+
+
 class VadConfig(Section):
-    model: str = Field("silero_vad", min_length=1, description="VAD model name in the model store.")
+    model: str = Field(
+        "silero_vad_int8", min_length=1, description="VAD model name in the model store."
+    )
     threshold: float = Field(
         0.5, gt=0, lt=1, description="Speech probability that starts a segment."
     )
@@ -79,9 +106,28 @@ class VoiceCommandConfig(Section):
     )
 
 
+class HelpCallConfig(Section):
+    enabled: bool = Field(True, description="Emit help_call events.")
+    intent: str = Field(
+        "help",
+        pattern=r"^[a-z][a-z0-9_]{0,63}$",
+        description="The intent whose phrases are calls for help (never a voice_command).",
+    )
+    min_lying_frames: int = Field(
+        2, ge=1, le=100, description="Frames of the window that must show the person lying."
+    )
+    cooldown_s: float = Field(
+        10.0, ge=0, le=3600, description="No second help_call within this many seconds."
+    )
+
+
 class EventsConfig(Section):
     voice_command: VoiceCommandConfig = Field(
         default_factory=VoiceCommandConfig, description="The fused voice_command event."
+    )
+    help_call: HelpCallConfig = Field(
+        default_factory=HelpCallConfig,
+        description="A call for help while a person in view is lying down.",
     )
 
 

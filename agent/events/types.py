@@ -101,7 +101,3 @@ class VoiceCommand:
             id=data["id"],
             time=data["time"],
         )
-
-
-Event = VoiceCommand
-EVENT_TYPES: tuple[type[VoiceCommand], ...] = (VoiceCommand,)

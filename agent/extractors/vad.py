@@ -96,6 +96,10 @@ class Segmenter:
             if seg is not None:
                 yield seg
 
+    @property
+    def in_speech(self) -> bool:
+        return self._in_speech
+
     def flush(self) -> Iterator[SpeechSegment]:
         """Close an open segment at end of stream."""
         if self._in_speech:

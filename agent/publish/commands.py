@@ -29,7 +29,7 @@ from typing import Literal
 
 from agent.core.settings import RuntimeSettings, Settings
 from agent.errors import PublishError
-from agent.events.types import EVENT_TYPES
+from agent.events.registry import EVENT_TYPES
 
 _LOGGER = logging.getLogger(__name__)
 

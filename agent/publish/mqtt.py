@@ -40,7 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from agent.config.mqtt import MqttConfig
 from agent.errors import ConfigError, PublishError
-from agent.events.types import Event
+from agent.events.registry import Event
 from agent.publish.outbox import (
     Outbox,
     OutMessage,

@@ -6,7 +6,7 @@ import json
 import threading
 from typing import Protocol, TextIO
 
-from agent.events.types import Event
+from agent.events.registry import Event
 
 
 class Sink(Protocol):

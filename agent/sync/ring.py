@@ -29,6 +29,10 @@ class FrameRing:
         with self._lock:
             return self._frames[-1].t_ns if self._frames else None
 
+    def latest(self) -> Frame | None:
+        with self._lock:
+            return self._frames[-1] if self._frames else None
+
     def window(self, start_ns: int, end_ns: int) -> list[Frame]:
         """Frames stamped inside [start_ns, end_ns], oldest first."""
         with self._lock:

@@ -1,0 +1,9 @@
+"""Every event type in one place (sinks, schema, discovery and commands read it)."""
+
+from __future__ import annotations
+
+from agent.events.help import HelpCall
+from agent.events.types import VoiceCommand
+
+Event = VoiceCommand | HelpCall
+EVENT_TYPES: tuple[type[VoiceCommand] | type[HelpCall], ...] = (VoiceCommand, HelpCall)
