@@ -169,6 +169,7 @@ def test_daemon_egress_discovery_states_stats_commands(broker: LocalBroker, tmp_
     assert events[0].json()["fusion"]["threshold"] in (0.55, 0.6)
     stats = sub.on("edge-agent/box7/stats")[-1].json()
     assert stats["fps"] is not None and stats["commands_rejected"] == 1
+    assert isinstance(stats["outbox_depth"], int) and "capture_camera_reconnects" in stats
     # The discovery configs were sent on connect and again after HA's birth message (the
     # outbox keeps only the newest unsent copy of a retained topic, so some may coalesce).
     discovery = [m for m in sub.messages if m.topic.endswith("/config")]

@@ -267,6 +267,11 @@ class MqttPublisher:
         _LOGGER.warning("%d MQTT messages not acknowledged after %.1f s", left, timeout)
         return False
 
+    @property
+    def outbox_depth(self) -> int:
+        """Messages stored and not yet acknowledged (published in ``…/stats``)."""
+        return len(self._outbox)
+
     def stats(self) -> dict[str, Any]:
         """Counters for ``…/stats`` and the health check (never any secret)."""
         box = self._outbox.stats
