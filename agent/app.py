@@ -8,9 +8,11 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from agent.config.schema import AgentConfig
 from agent.core.clock import MonotonicClock
@@ -31,8 +33,13 @@ from agent.sync.ring import FrameRing
 
 _LOGGER = logging.getLogger(__name__)
 
+# Per capture thread at shutdown; the whole stop stays below the unit's TimeoutStopSec=20.
+STOP_JOIN_S = 3.0
 
-def build_pipeline(cfg: AgentConfig, sink: Sink, beats: Heartbeats | None = None) -> Pipeline:
+
+def build_pipeline(
+    cfg: AgentConfig, sink: Sink, on_progress: Callable[[str], None] | None = None
+) -> Pipeline:
     store = ModelStore(cfg.models.dir)
     vad_session, vad_manifest = store.load(cfg.vad.model, runtimes=cfg.runtimes)
     vis_session, vis_manifest = store.load(
@@ -71,7 +78,7 @@ def build_pipeline(cfg: AgentConfig, sink: Sink, beats: Heartbeats | None = None
         rule_cfg=cfg.events.voice_command,
         models=Models(vision=vis_manifest.ref, vad=vad_manifest.ref),
         sink=sink,
-        on_progress=beats.beat if beats else None,
+        on_progress=on_progress,
         help_parts=help_parts,
         presence=Presence(cfg.presence),
     )
@@ -131,13 +138,16 @@ def replay(
 class LiveAgent:
     """The daemon: capture threads feed the pipeline; systemd is told how it goes."""
 
-    def __init__(self, cfg: AgentConfig, config_path: Path | None = None) -> None:
+    def __init__(
+        self, cfg: AgentConfig, config_path: Path | None = None, verbose: bool = False
+    ) -> None:
         from agent.publish.mqtt import MqttPublisher
 
         self.cfg = cfg
         self._stop = threading.Event()
         self._reload = threading.Event()
         self.config_path = config_path
+        self._verbose = verbose
         self.beats = Heartbeats(cfg.health.stall_seconds)
         self._audio_beats = Heartbeats(cfg.health.stall_seconds)
         self.notifier = Notifier()
@@ -145,7 +155,7 @@ class LiveAgent:
         sink: Sink = self.publisher if self.publisher else JsonLinesSink(sys.stdout)
         # Only inference progress is a heartbeat; a camera that is offline is "degraded"
         # (the supervisor reconnects), not a reason for systemd to restart the agent.
-        self.pipeline = build_pipeline(cfg, sink, self._audio_beats)
+        self.pipeline = build_pipeline(cfg, sink, self._on_progress)
         if self.publisher is not None:
             self.beats.add_check("mqtt", self.publisher.network_alive)
         self.control = None
@@ -184,28 +194,42 @@ class LiveAgent:
                 "; ".join(err.problems),
             )
             return
-        settings = self.pipeline.settings
-        settings.update(
-            fusion_threshold=new.fusion.threshold,
-            require_person=new.events.voice_command.require_person,
-            vision_min_score=new.vision.min_score,
+        old_d, new_d = self.cfg.model_dump(), new.model_dump()
+        applied: dict[str, Any] = {}
+        for path, apply in self._live_fields().items():
+            before, after = _pop_path(old_d, path), _pop_path(new_d, path)
+            if before != after:
+                apply(after)
+                applied[path] = after
+        later = sorted(k for k in new_d if new_d[k] != old_d.get(k))
+        # The running config takes the live changes, not those awaiting a restart.
+        self.cfg = _with_paths(self.cfg, applied)
+        if applied and self.control is not None and self.control.commands is not None:
+            self.control.commands.publish_states()
+        _LOGGER.info(
+            "config reloaded from %s: %s",
+            self.config_path,
+            ", ".join(f"{k}={v}" for k, v in applied.items()) or "no live change",
         )
-        settings.set_enabled("voice_command", new.events.voice_command.enabled)
-        logging.getLogger().setLevel(new.log_level.upper())
-        # What differs once the live-applied fields are set aside needs a restart.
-        old = self.cfg
-        rest = new.model_copy(
-            update={
-                "log_level": old.log_level,
-                "fusion": new.fusion.model_copy(update={"threshold": old.fusion.threshold}),
-                "vision": new.vision.model_copy(update={"min_score": old.vision.min_score}),
-                "events": old.events,
-            }
-        )
-        later = [n for n in type(new).model_fields if getattr(rest, n) != getattr(old, n)]
-        _LOGGER.info("config reloaded from %s", self.config_path)
         if later:
             _LOGGER.warning("changes to %s take effect after a restart", ", ".join(later))
+
+    def _live_fields(self) -> dict[str, Callable[[Any], object]]:
+        """Config paths a SIGHUP applies at once, and how."""
+        settings = self.pipeline.settings
+
+        def log_level(value: Any) -> None:
+            if not self._verbose:
+                logging.getLogger().setLevel(str(value).upper())
+
+        return {
+            "log_level": log_level,
+            "fusion.threshold": lambda v: settings.update(fusion_threshold=v),
+            "vision.min_score": lambda v: settings.update(vision_min_score=v),
+            "events.voice_command.require_person": lambda v: settings.update(require_person=v),
+            "events.voice_command.enabled": lambda v: settings.set_enabled("voice_command", v),
+            "events.help_call.enabled": lambda v: settings.set_enabled("help_call", v),
+        }
 
     def _status(self) -> str:
         cam = self.capture.camera.state
@@ -213,6 +237,10 @@ class LiveAgent:
         if cam == "online" and mic == "online":
             return "running"
         return f"degraded: camera {cam}, microphone {mic}"
+
+    def _on_progress(self, stage: str) -> None:
+        if stage == "audio":  # frames arriving is the camera's business, not a heartbeat
+            self._audio_beats.beat(stage)
 
     def _audio_ok(self) -> bool:
         # No audio while the microphone is offline is degraded, not stalled.
@@ -265,12 +293,43 @@ class LiveAgent:
                     status = now
                     self.notifier.send(f"STATUS={status}")
         finally:
-            self.notifier.stopping()
+            self._shutdown(dog)
+        return 0
+
+    def _shutdown(self, dog: Watchdog | None) -> None:
+        """Stop capture, decide what is pending, then always publish ``stopped`` and flush."""
+        self.notifier.stopping()
+        try:
             if dog:
                 dog.stop()
-            self.capture.stop()
-            self.pipeline.finish()
+            self.capture.stop(timeout=STOP_JOIN_S)
+            if self.capture.microphone.alive():
+                # The audio worker is still inside the pipeline: don't race it.
+                _LOGGER.warning("audio worker still busy at shutdown; pending speech dropped")
+            else:
+                self.pipeline.finish()
+        except Exception:
+            _LOGGER.exception("error while stopping capture")
+        finally:
             if self.publisher is not None:
                 self.publisher.close()
             self.notifier.close()
-        return 0
+
+
+def _pop_path(data: dict[str, Any], path: str) -> Any:
+    """Remove and return ``data[a][b]`` for ``"a.b"`` (so the rest can be compared)."""
+    *parents, leaf = path.split(".")
+    for key in parents:
+        data = data[key]
+    return data.pop(leaf)
+
+
+def _with_paths(cfg: AgentConfig, values: dict[str, Any]) -> AgentConfig:
+    data = cfg.model_dump()
+    for path, value in values.items():
+        *parents, leaf = path.split(".")
+        node = data
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return AgentConfig.model_validate(data)

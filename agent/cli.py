@@ -119,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if not args.verbose:
         logging.getLogger().setLevel(cfg.log_level.upper())
-    return LiveAgent(cfg, args.config).run()
+    return LiveAgent(cfg, args.config, verbose=args.verbose).run()
 
 
 def _parse_broker(text: str) -> tuple[str, int]:

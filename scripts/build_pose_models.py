@@ -21,6 +21,7 @@ import argparse
 import copy
 import json
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -48,9 +49,12 @@ from build_models import (  # noqa: E402
 )
 
 from agent.extractors.pose import (  # noqa: E402
+    LandmarkModel,
     PersonDetection,
     PoseDetector,
     PoseEstimator,
+    Roi,
+    classify_posture,
     roi_from_keypoints,
 )
 from agent.extractors.vision import box_iou  # noqa: E402
@@ -340,7 +344,21 @@ def head_nodes(onnx_path: Path) -> list[str]:
     return sorted(found)
 
 
-def quantize(float_onnx: Path, out: Path, tmp: Path, exclude: list[str]) -> int:
+def detector_calibration(float_onnx: Path) -> list[np.ndarray]:
+    det = PoseDetector(open_session(float_onnx, "onnx"), _Spec(DET_PREPROCESS, DET_POSTPROCESS))
+    return [det.prepare(img)[0] for img in calibration_images()]
+
+
+def quantize(
+    float_onnx: Path,
+    out: Path,
+    tmp: Path,
+    exclude: list[str],
+    tensors: list[np.ndarray] | None = None,
+    method: str = CALIBRATION,
+) -> int:
+    """QDQ U8S8 per-channel ``quantize_static``; ``tensors`` default to the detector's
+    calibration inputs (NCHW, as ``float_onnx`` takes them)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -350,14 +368,13 @@ def quantize(float_onnx: Path, out: Path, tmp: Path, exclude: list[str]) -> int:
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    prepared = tmp / "pose_detection_pre.onnx"
+    prepared = tmp / f"{float_onnx.stem}_pre.onnx"
     quant_pre_process(
         str(float_onnx), str(prepared), skip_optimization=True, skip_symbolic_shape=True
     )
-    session = open_session(float_onnx, "onnx")
-    det = PoseDetector(session, _Spec(DET_PREPROCESS, DET_POSTPROCESS))
-    tensors = [det.prepare(img)[0] for img in calibration_images()]
-    name = session.inputs[0].name
+    if tensors is None:
+        tensors = detector_calibration(float_onnx)
+    name = open_session(float_onnx, "onnx").inputs[0].name
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -376,11 +393,85 @@ def quantize(float_onnx: Path, out: Path, tmp: Path, exclude: list[str]) -> int:
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         per_channel=True,
-        calibrate_method=getattr(CalibrationMethod, CALIBRATION),
+        calibrate_method=getattr(CalibrationMethod, method),
         nodes_to_exclude=exclude,
     )
     canonicalize(out)
     return len(tensors)
+
+
+def prune_outputs(src: Path, dest: Path, keep: tuple[str, ...]) -> int:
+    """Drop the graph outputs not in ``keep`` and every node only they need; returns how
+    many nodes were dropped."""
+    import onnx
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    outputs = [o for o in graph.output if o.name in keep]
+    del graph.output[:]
+    graph.output.extend(outputs)
+    need = set(keep)
+    nodes = []
+    for node in reversed(graph.node):
+        if any(o in need for o in node.output):
+            nodes.append(node)
+            need |= set(node.input)
+    dropped = len(graph.node) - len(nodes)
+    nodes.reverse()
+    del graph.node[:]
+    graph.node.extend(nodes)
+    inits = [t for t in graph.initializer if t.name in need]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    values = [v for v in graph.value_info if v.name in need]
+    del graph.value_info[:]
+    graph.value_info.extend(values)
+    onnx.checker.check_model(model)
+    dest.write_bytes(model.SerializeToString(deterministic=True))
+    return dropped
+
+
+def jitter_roi(roi: Roi, rng: np.random.Generator) -> Roi:
+    """The detector's ROI moved by up to 10 % of its side, scaled 0.85-1.15, turned +-15 deg."""
+    return Roi(
+        roi.cx + roi.side * float(rng.uniform(-0.1, 0.1)),
+        roi.cy + roi.side * float(rng.uniform(-0.1, 0.1)),
+        roi.side * float(rng.uniform(0.85, 1.15)),
+        roi.rotation + math.radians(float(rng.uniform(-15, 15))),
+    )
+
+
+def landmark_calibration(det_path: Path, lm_float_onnx: Path) -> tuple[list[np.ndarray], int]:
+    """Landmark-model inputs as PoseEstimator makes them: the float detector's rotated ROI
+    on each detector calibration image (crops and rotations of the person photos; crops of the
+    empty ones), plus one jittered copy of each ROI. Where the detector finds nobody (empty
+    photos) a random ROI stands in, so no-person crops are calibrated too. Returns (NCHW
+    tensors, how many came from a detection)."""
+    rng = np.random.default_rng(SEED + 1)
+    det = PoseDetector(open_session(det_path, "tflite"), _Spec(DET_PREPROCESS, DET_POSTPROCESS))
+    lm = LandmarkModel(open_session(lm_float_onnx, "onnx"), _Spec(LM_PREPROCESS, LM_POSTPROCESS))
+    out: list[np.ndarray] = []
+    detected = 0
+    for img in calibration_images():
+        h, w = img.shape[:2]
+        people = det.detect(img)
+        if people:
+            detected += 1
+            kp = people[0].keypoints
+            roi = roi_from_keypoints(kp[0], kp[1], w, h, enlarge=lm.enlarge)
+            rois = [roi, jitter_roi(roi, rng)]
+        else:
+            side = min(h, w) * float(rng.uniform(0.5, 1.0))
+            rois = [
+                Roi(
+                    float(rng.uniform(side / 2, w - side / 2)),
+                    float(rng.uniform(side / 2, h - side / 2)),
+                    side,
+                    math.radians(float(rng.uniform(-180, 180))),
+                )
+            ]
+        out += [lm.crop(img, r)[0] for r in rois]
+    return out, detected
 
 
 # ---------------------------------------------------------------- evaluation
@@ -525,6 +616,136 @@ def evaluate(models: dict[str, tuple[Path, str]], landmark: Path) -> dict[str, A
         }
         for n, (i, _, _) in enumerate(items)
     }
+    return result
+
+
+def _open(path: Path, runtime: str) -> Session:
+    return open_session(path, runtime, threads=1)  # type: ignore[arg-type]
+
+
+def median_frame_ms(estimators: dict[str, PoseEstimator], image: np.ndarray) -> dict[str, float]:
+    """Median ms of a whole ``PoseEstimator.estimate`` (detector, ROI, landmarks, posture)."""
+    times: dict[str, list[float]] = {k: [] for k in estimators}
+    for r in range(TIMING_RUNS + 5):
+        for key, est in estimators.items():
+            t0 = time.perf_counter()
+            est.estimate(image)
+            if r >= 5:
+                times[key].append((time.perf_counter() - t0) * 1000)
+    return {k: round(float(np.median(v)), 3) for k, v in times.items()}
+
+
+def evaluate_landmarks(
+    det_float: Path, det_int8: Path, landmarks: dict[str, tuple[Path, str]]
+) -> dict[str, Any]:
+    """Each landmark model vs the float tflite one (key ``float_tflite``) on the held-out
+    images: same ROI (the float detector's) for all; then whole PoseEstimators."""
+    items = evaluation_images()
+    det_spec = _Spec(DET_PREPROCESS, DET_POSTPROCESS)
+    lm_spec = _Spec(LM_PREPROCESS, LM_POSTPROCESS)
+    det_f = PoseDetector(_open(det_float, "tflite"), det_spec)
+    sessions = {k: _open(path, rt) for k, (path, rt) in landmarks.items()}
+    models = {k: LandmarkModel(s, lm_spec) for k, s in sessions.items()}
+    min_presence = models["float_tflite"].min_presence
+    per_image: dict[str, dict[str, Any]] = {}
+    rows: dict[str, list[tuple[float, str, list[Any]]]] = {k: [] for k in models}
+    rois: list[tuple[int, Roi]] = []
+    for n, (ident, img, _) in enumerate(items):
+        people = det_f.detect(img)
+        if not people:
+            continue
+        h, w = img.shape[:2]
+        kp = people[0].keypoints
+        roi = roi_from_keypoints(kp[0], kp[1], w, h, enlarge=models["float_tflite"].enlarge)
+        rois.append((n, roi))
+        per_image[ident] = {}
+        for key, model in models.items():
+            presence, points = model.run(img, roi)
+            posture = (
+                classify_posture(points, w, h).posture if presence >= min_presence else "none"
+            )
+            rows[key].append((presence, posture, points))
+            per_image[ident][key] = {"presence": round(presence, 4), "posture": posture}
+    result: dict[str, Any] = {"n_crops": len(rois)}
+    ref = rows["float_tflite"]
+    for key in models:
+        if key == "float_tflite":
+            continue
+        dists: list[float] = []
+        for (n, roi), (_, _, a), (_, _, b) in zip(rois, ref, rows[key], strict=True):
+            h, w = items[n][1].shape[:2]
+            dists += [
+                math.hypot((p.x - q.x) * w, (p.y - q.y) * h) / roi.side
+                for p, q in zip(a, b, strict=True)
+                if p.visibility >= 0.5
+            ]
+        result[key] = {
+            "posture_agreement_pct": round(
+                100 * float(np.mean([r[1] == o[1] for r, o in zip(ref, rows[key], strict=True)])),
+                2,
+            ),
+            "presence_agreement_pct": round(
+                100
+                * float(
+                    np.mean(
+                        [
+                            (r[0] >= min_presence) == (o[0] >= min_presence)
+                            for r, o in zip(ref, rows[key], strict=True)
+                        ]
+                    )
+                ),
+                2,
+            ),
+            "presence_abs_diff_mean": round(
+                float(np.mean([abs(r[0] - o[0]) for r, o in zip(ref, rows[key], strict=True)])), 4
+            ),
+            "landmark_dist_roi_mean": round(float(np.mean(dists)), 4),
+            "landmark_dist_roi_p95": round(float(np.percentile(dists, 95)), 4),
+            "landmark_dist_roi_max": round(float(np.max(dists)), 4),
+            "n_visible_landmarks": len(dists),
+            "disagreements": [
+                ident
+                for ident, r, o in zip(per_image, ref, rows[key], strict=True)
+                if r[1] != o[1]
+            ],
+        }
+    # Whole estimators on every held-out image (people and no-people).
+    det_q = _open(det_int8, "onnx")
+    det_fs = _open(det_float, "tflite")
+    ests = {
+        "float_det+float_lm": PoseEstimator(det_fs, det_spec, sessions["float_tflite"], lm_spec),
+        "int8_det+float_lm": PoseEstimator(det_q, det_spec, sessions["float_tflite"], lm_spec),
+        "float_det+int8_lm": PoseEstimator(det_fs, det_spec, sessions["int8_onnx"], lm_spec),
+        "int8_det+int8_lm": PoseEstimator(det_q, det_spec, sessions["int8_onnx"], lm_spec),
+    }
+    postures = {
+        k: ["none" if (p := e.estimate(img)) is None else p.posture for _, img, _ in items]
+        for k, e in ests.items()
+    }
+    ref_p = postures["float_det+float_lm"]
+    result["estimator"] = {
+        "n": len(items),
+        "posture_agreement_with_float_float_pct": {
+            k: round(100 * float(np.mean([a == b for a, b in zip(v, ref_p, strict=True)])), 2)
+            for k, v in postures.items()
+            if k != "float_det+float_lm"
+        },
+        "disagreements_int8_int8": [
+            f"{i}: {a} -> {b}"
+            for (i, _, _), a, b in zip(items, ref_p, postures["int8_det+int8_lm"], strict=True)
+            if a != b
+        ],
+    }
+    # Timing, 1 thread: the landmark model alone on one person crop, then whole frames.
+    n0, roi0 = rois[0]
+    crops = {k: m.crop(items[n0][1], roi0)[0] for k, m in models.items()}
+    result["timing_ms_median_1_thread"] = median_ms(
+        {k: (sessions[k], crops[k]) for k in models}
+    )
+    result["frame_ms_median_1_thread"] = median_frame_ms(ests, items[n0][1])
+    result["timing_image"] = items[n0][0]
+    result["timing_runs"] = TIMING_RUNS
+    result["per_image"] = per_image
     return result
 
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+import wave
 from pathlib import Path
 
 import pytest
@@ -78,13 +79,33 @@ def test_replay_outcome_seen_by_subscriber(scene: str, broker: LocalBroker, tmp_
     assert statuses[-1:] == [b"stopped"]
 
 
+def _long_audio(scene: Path, out: Path, repeat: int = 6) -> Path:
+    """The scene's audio repeated, so the 'microphone' outlives the test (~48 s)."""
+    with wave.open(str(scene / "audio.wav"), "rb") as src:
+        params, frames = src.getparams(), src.readframes(src.getnframes())
+    with wave.open(str(out), "wb") as dst:
+        dst.setparams(params)
+        dst.writeframes(frames * repeat)
+    return out
+
+
+def _wait_for_text(path: Path, text: str, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        content = path.read_text(errors="replace")
+        if text in content:
+            return content
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not logged within {timeout} s:\n{content[-2000:]}")
+
+
 def test_run_daemon_status_and_sigterm(broker: LocalBroker, tmp_path: Path) -> None:
     """`run` with files standing in for the devices: online, events, then SIGTERM → stopped."""
     scene = SAMPLES / "person_command"
     cfg = tmp_path / "agent.yaml"
     cfg.write_text(
         f"device_id: box1\ncamera:\n  source: {scene / 'video.avi'}\n"
-        f"microphone:\n  source: {scene / 'audio.wav'}\n"
+        f"microphone:\n  source: {_long_audio(scene, tmp_path / 'long.wav')}\n"
         f"mqtt:\n  host: {broker.host}\n  port: {broker.port}\n"
     )
     # systemd's notify socket, played by the test.
@@ -127,6 +148,7 @@ def test_run_daemon_status_and_sigterm(broker: LocalBroker, tmp_path: Path) -> N
             proc.communicate(timeout=10)
         sub.stop()
     assert proc.returncode == 0, err[-2000:]
+    assert "stopping (signal 15)" in err  # stopped by SIGTERM, not by the end of the audio
     assert [m.payload for m in sub.on("edge-agent/box1/status")][-1] == b"stopped"
     # The astronaut is in view the whole scene: the retained presence state says so.
     assert b"ON" in [m.payload for m in sub.on("edge-agent/box1/state/presence")]
@@ -160,35 +182,80 @@ def test_sighup_keeps_old_config_when_new_is_bad(broker: LocalBroker, tmp_path: 
     cfg = tmp_path / "agent.yaml"
     good = (
         f"device_id: box9\ncamera:\n  source: {scene / 'video.avi'}\n"
-        f"microphone:\n  source: {scene / 'audio.wav'}\n"
+        f"microphone:\n  source: {_long_audio(scene, tmp_path / 'long.wav')}\n"
         f"mqtt:\n  host: {broker.host}\n  port: {broker.port}\n"
     )
     cfg.write_text(good)
+    log = tmp_path / "agent.log"
     sub = Collector(broker.host, broker.port, "edge-agent/box9/#").start()
-    proc = subprocess.Popen(
-        agent_cmd("run", "--config", str(cfg)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    with log.open("w") as err_file:
+        proc = subprocess.Popen(
+            agent_cmd("run", "--config", str(cfg)),
+            stdout=subprocess.DEVNULL,
+            stderr=err_file,
+            stdin=subprocess.DEVNULL,
+        )
     try:
         assert sub.wait_for("edge-agent/box9/status", timeout=60)
         cfg.write_text(good + "fusion:\n  threshold: 7\n")
         proc.send_signal(signal.SIGHUP)
-        time.sleep(1.0)  # the reload happens on the agent's main loop (0.5 s tick)
+        _wait_for_text(log, "keeping the running config")
         cfg.write_text(good + "fusion:\n  threshold: 0.65\nbuffer:\n  seconds: 5\n")
-        time.sleep(1.0)
         proc.send_signal(signal.SIGHUP)
-        time.sleep(1.0)
+        _wait_for_text(log, "take effect after a restart")
         assert proc.poll() is None, "SIGHUP must not end the agent"
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        proc.wait(30)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate(timeout=10)
+            proc.wait(10)
         sub.stop()
+    err = log.read_text()
     assert proc.returncode == 0, err[-2000:]
-    assert "reload of" in err and "fusion.threshold" in err and "keeping the running config" in err
-    assert "config reloaded" in err and "changes to buffer take effect after a restart" in err
+    assert "fusion.threshold" in err and "stopping (signal 15)" in err
+    assert "config reloaded from" in err and "fusion.threshold=0.65" in err
+    assert "changes to buffer take effect after a restart" in err
+    # The live change is echoed to the retained state a hub reads.
+    assert b"0.65" in [m.payload for m in sub.on("edge-agent/box9/state/fusion_threshold")]
+
+
+def test_camera_offline_is_degraded_not_a_watchdog_stall(tmp_path: Path) -> None:
+    """C1/S1: with no camera the agent says so in STATUS= and keeps feeding the watchdog."""
+    scene = SAMPLES / "person_command"
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(
+        "device_id: box5\ncamera:\n  source: http://127.0.0.1:9/none.mjpg\n"
+        f"microphone:\n  source: {_long_audio(scene, tmp_path / 'long.wav')}\n"
+        "mqtt:\n  enabled: false\nhealth:\n  stall_seconds: 1\n"
+    )
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(0.2)
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
+    proc = subprocess.Popen(
+        agent_cmd("run", "--config", str(cfg)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    messages: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        # Past READY, well past stall_seconds: pings must keep coming while the camera is down.
+        while time.monotonic() < deadline and messages.count("WATCHDOG=1") < 12:
+            try:
+                messages.append(notify.recv(4096).decode())
+            except TimeoutError:
+                continue
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        notify.close()
+    ready = next(m for m in messages if m.startswith("READY=1"))
+    assert "STATUS=degraded: camera offline" in ready, messages
+    assert messages.count("WATCHDOG=1") >= 12, messages

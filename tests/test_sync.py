@@ -48,3 +48,17 @@ def test_heartbeats_name_stalled_stage() -> None:
     assert beats.stalled() == ["camera"]
     alive["ok"] = False
     assert beats.stalled() == ["camera", "mqtt"]
+
+
+def test_only_audio_progress_feeds_the_watchdog() -> None:
+    """A camera that stops delivering is 'degraded', never a reason to withhold WATCHDOG=1."""
+    from types import SimpleNamespace
+
+    from agent.app import LiveAgent
+
+    beats = Heartbeats(limit_s=0.0)
+    agent = SimpleNamespace(_audio_beats=beats)
+    LiveAgent._on_progress(agent, "camera")  # type: ignore[arg-type]
+    assert beats.stalled() == []
+    LiveAgent._on_progress(agent, "audio")  # type: ignore[arg-type]
+    assert beats.stalled() == ["audio"]

@@ -413,9 +413,9 @@ class Capture:
         self.camera.start()
         return self
 
-    def stop(self) -> None:
-        self.camera.stop()
-        self.microphone.stop()
+    def stop(self, timeout: float = 10.0) -> None:
+        self.camera.stop(timeout)
+        self.microphone.stop(timeout)
 
     def stats(self) -> dict[str, Any]:
         cam, mic = self.camera.stats(), self.microphone.stats()
