@@ -150,8 +150,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
         pipeline = build_pipeline(cfg, sink)
         report = replay(pipeline, args.video, args.audio, realtime=args.realtime)
     finally:
+        undelivered = 0
         if publisher is not None:
+            publisher.flush(10.0)
+            undelivered = publisher.outbox_depth  # replay's outbox is in memory only
             publisher.close()
+    if undelivered:
+        print(
+            f"error: {undelivered} MQTT messages were not delivered to {args.broker}",
+            file=sys.stderr,
+        )
+        return EX_FAIL
     _LOGGER.info(
         "replayed %.1f s of media in %.2f s (%.3f CPU s per media s), %d events",
         report.media_s,

@@ -7,6 +7,7 @@ through their public attributes.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol
@@ -80,6 +81,7 @@ class MqttControl:
         self.stats = Stats(f"{base}/stats", _publish_fn(publisher), cfg.control.stats_interval_s)
         self._states: dict[str, tuple[BinaryState, Callable[[], bool]]] = {}
         self._last: dict[str, bool] = {}
+        self._republish = threading.Event()
         self._add_core_metrics()
 
     # -- registration (hooks for other components) ------------------------------
@@ -162,12 +164,16 @@ class MqttControl:
         self.discovery.publish(_publish_fn(self.publisher))
         if self.commands is not None:
             self.commands.publish_states()
-        self._last.clear()
-        self._publish_states()
+        # States are read and published by the main loop only (tick), so no two threads
+        # race on them; this just asks for a full republish.
+        self._republish.set()
 
     def tick(self) -> None:
         """Call from the main loop: states on change, stats on their interval."""
         try:
+            if self._republish.is_set():
+                self._republish.clear()
+                self._last.clear()
             self._publish_states()
             self.stats.maybe_publish()
         except PublishError as err:
@@ -210,14 +216,9 @@ class MqttControl:
             name="MQTT handler errors",
             kind="counter",
         )
-        if hasattr(pub, "outbox_depth"):  # the durable outbox, when the publisher has one
-
-            def outbox_depth() -> int | None:
-                depth = getattr(pub, "outbox_depth", None)
-                value = depth() if callable(depth) else depth
-                return value if isinstance(value, int) else None
-
-            s.add("outbox_depth", outbox_depth, name="Outbox depth")
+        depth = getattr(pub, "outbox_depth", None)  # the durable outbox, when there is one
+        if depth is not None:
+            s.add("outbox_depth", lambda: getattr(pub, "outbox_depth", None), name="Outbox depth")
         cmds = self.commands
         if cmds is not None:
             s.add(

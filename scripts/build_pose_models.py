@@ -118,6 +118,16 @@ LM_POSTPROCESS: dict[str, Any] = {
     "presence_output": "Identity_1",
 }
 
+# The landmark model's int8 variant keeps only the two outputs PoseEstimator reads (the
+# segmentation mask, heatmaps and world landmarks and the decoder behind them are dropped).
+LM_OUTPUTS = ("Identity", "Identity_1")
+# ... and keeps in float every node at >= 64 px (the 128 and 64 px stages) or <= 8 px (the 8,
+# 4 and 2 px stages and the heads). Measured (accuracy.json "int8_*"): all layers int8, or only
+# the heads in float, turns the presence score of empty crops to ~1 (posture agreement ~60 %);
+# the 2-8 px tail in float fixes presence, the 64-128 px front in float brings the landmark
+# error down 3x (0.021 -> 0.006 of the ROI side). The 32 and 16 px stages stay int8.
+LM_FLOAT_BIG, LM_FLOAT_SMALL = 64, 8
+
 PERSON_PHOTOS = ("astronaut", "camera")
 EMPTY_PHOTOS = ("chelsea", "coffee", "rocket")
 # Never used for calibration: only in the held-out set, as "no person" images.
@@ -431,6 +441,41 @@ def prune_outputs(src: Path, dest: Path, keep: tuple[str, ...]) -> int:
     return dropped
 
 
+def float_nodes_by_resolution(onnx_path: Path, big: int, small: int) -> list[str]:
+    """Nodes whose output is at least ``big`` or at most ``small`` pixels high, or not an
+    image (the output reshapes)."""
+    import onnx
+    from onnx import shape_inference
+
+    model = shape_inference.infer_shapes(onnx.load(str(onnx_path)))
+    graph = model.graph
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in (*graph.value_info, *graph.output)
+    }
+    found = []
+    for node in graph.node:
+        shape = shapes.get(node.output[0], [])
+        if len(shape) != 4 or shape[2] >= big or shape[2] <= small:
+            found.append(node.name)
+    return sorted(found)
+
+
+def check_landmark_conversion(tfl: Session, onx: Session, crops: list[np.ndarray]) -> float:
+    """Max abs difference of the used outputs (landmarks in crop pixels, presence), tflite vs
+    pruned ONNX, on noise and real crops (NCHW)."""
+    rng = np.random.default_rng(SEED)
+    inputs = [rng.uniform(0, 1, (1, 3, 256, 256)).astype(np.float32) for _ in range(2)] + crops
+    worst = 0.0
+    for x in inputs:
+        a = tfl.run({tfl.inputs[0].name: np.ascontiguousarray(x.transpose(0, 2, 3, 1))})
+        b = onx.run({onx.inputs[0].name: x})
+        for key in LM_OUTPUTS:
+            diff = np.abs(np.asarray(a[key], np.float32) - np.asarray(b[key], np.float32))
+            worst = max(worst, float(diff.max()))
+    return worst
+
+
 def jitter_roi(roi: Roi, rng: np.random.Generator) -> Roi:
     """The detector's ROI moved by up to 10 % of its side, scaled 0.85-1.15, turned +-15 deg."""
     return Roi(
@@ -661,9 +706,7 @@ def evaluate_landmarks(
         per_image[ident] = {}
         for key, model in models.items():
             presence, points = model.run(img, roi)
-            posture = (
-                classify_posture(points, w, h).posture if presence >= min_presence else "none"
-            )
+            posture = classify_posture(points, w, h).posture if presence >= min_presence else "none"
             rows[key].append((presence, posture, points))
             per_image[ident][key] = {"presence": round(presence, 4), "posture": posture}
     result: dict[str, Any] = {"n_crops": len(rois)}
@@ -704,9 +747,7 @@ def evaluate_landmarks(
             "landmark_dist_roi_max": round(float(np.max(dists)), 4),
             "n_visible_landmarks": len(dists),
             "disagreements": [
-                ident
-                for ident, r, o in zip(per_image, ref, rows[key], strict=True)
-                if r[1] != o[1]
+                ident for ident, r, o in zip(per_image, ref, rows[key], strict=True) if r[1] != o[1]
             ],
         }
     # Whole estimators on every held-out image (people and no-people).
@@ -739,9 +780,7 @@ def evaluate_landmarks(
     # Timing, 1 thread: the landmark model alone on one person crop, then whole frames.
     n0, roi0 = rois[0]
     crops = {k: m.crop(items[n0][1], roi0)[0] for k, m in models.items()}
-    result["timing_ms_median_1_thread"] = median_ms(
-        {k: (sessions[k], crops[k]) for k in models}
-    )
+    result["timing_ms_median_1_thread"] = median_ms({k: (sessions[k], crops[k]) for k in models})
     result["frame_ms_median_1_thread"] = median_frame_ms(ests, items[n0][1])
     result["timing_image"] = items[n0][0]
     result["timing_runs"] = TIMING_RUNS
@@ -776,6 +815,142 @@ def print_table(acc: dict[str, Any]) -> None:
         f"n={acc['n']} ({acc['n_person']} with a person); int8 disagreements:",
         acc["int8_onnx"]["disagreements"] or "none",
     )
+
+
+def build_landmark_int8(
+    out: Path, tmp: Path, det_path: Path, lm_path: Path, det_int8: Path
+) -> dict[str, Any]:
+    """pose_landmark_full.tflite -> pruned float ONNX -> int8 (``out``), with accuracy.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    dense = tmp / "pose_landmark_dense.tflite"
+    densify(lm_path, dense)  # no DENSIFY ops here; gives shared PAD paddings their own copy
+    full_onnx = tmp / "pose_landmark_full_fp32.onnx"
+    convert_to_onnx(dense, full_onnx)
+    float_onnx = tmp / "pose_landmark_fp32.onnx"
+    dropped = prune_outputs(full_onnx, float_onnx, LM_OUTPUTS)
+    _LOGGER.info("landmark model: dropped %d nodes only the unused outputs need", dropped)
+    tensors, detected = landmark_calibration(det_path, float_onnx)
+    diff = check_landmark_conversion(
+        open_session(lm_path, "tflite"), open_session(float_onnx, "onnx"), tensors[:8]
+    )
+    _LOGGER.info("landmark tflite vs pruned float ONNX: max abs difference %.2e", diff)
+    if diff > 0.05:  # landmarks are in crop pixels (0-256): 0.05 px is nothing
+        raise SystemExit(f"converted landmark ONNX differs from the tflite by {diff}")
+
+    int8_path = out / "pose_landmark_int8.onnx"
+    float_nodes = float_nodes_by_resolution(float_onnx, LM_FLOAT_BIG, LM_FLOAT_SMALL)
+    quantize(float_onnx, int8_path, tmp, float_nodes, tensors)
+    variants = {
+        "int8_all_layers_onnx": [],
+        "int8_heads_float_onnx": head_nodes(float_onnx),
+        "int8_tail_float_onnx": float_nodes_by_resolution(float_onnx, 10**6, LM_FLOAT_SMALL),
+    }
+    models: dict[str, tuple[Path, str]] = {
+        "float_tflite": (lm_path, "tflite"),
+        "float_onnx": (float_onnx, "onnx"),
+        "int8_onnx": (int8_path, "onnx"),
+    }
+    for key, exclude in variants.items():
+        path = tmp / f"pose_landmark_{key}.onnx"
+        quantize(float_onnx, path, tmp, exclude, tensors)
+        models[key] = (path, "onnx")
+    acc = evaluate_landmarks(det_path, det_int8, models)
+    acc["calibration"] = {
+        "crops": len(tensors),
+        "from_detections": 2 * detected,
+        "method": CALIBRATION,
+        "what": "the landmark model's input as PoseEstimator makes it: the float detector's "
+        "rotated ROI crop on each detector calibration image (24 random crops each of "
+        "astronaut and camera rotated by 0/90/180/270 +- 20 degrees; 12 crops each of chelsea, "
+        "coffee, rocket) plus one jittered copy of each ROI (shift <= 10 %, scale 0.85-1.15, "
+        "+-15 degrees); a random ROI where the detector finds nobody",
+    }
+    acc["evaluation"] = (
+        "held out: the detector's held-out set (astronaut and camera whole, flipped, zoomed "
+        "out to 50 % and rotated by 45-315 degrees; empty photos likewise). Per landmark model, "
+        "on the float detector's ROI (the same crop for every model): posture from its "
+        "landmarks ('none' when presence < 0.5), presence >= 0.5 agreement, and the distance "
+        "of each body landmark the float model sees (visibility >= 0.5) from the float one, "
+        "as a fraction of the ROI side (1.0 = the whole 256 px crop). 'estimator': whole "
+        "PoseEstimators on all held-out images vs float detector + float landmarks."
+    )
+    acc["tflite_vs_float_onnx_max_abs_diff"] = diff
+    acc["float_nodes"] = float_nodes
+    acc["float_nodes_rule"] = (
+        f"every node with an output >= {LM_FLOAT_BIG} or <= {LM_FLOAT_SMALL} px high, or not "
+        "4-D; int8_heads_float_onnx keeps only the two output heads in float, "
+        "int8_tail_float_onnx the <= 8 px stages"
+    )
+    acc["dropped_nodes"] = dropped
+    (out / "accuracy.json").write_text(json.dumps(acc, indent=2) + "\n", encoding="utf-8")
+    print_landmark_table(acc)
+
+    m = acc["int8_onnx"]
+    ms = acc["timing_ms_median_1_thread"]
+    frame = acc["frame_ms_median_1_thread"]
+    session = open_session(int8_path, "onnx")
+    src_lm = f"{MP_PKG}: {LM_MEMBER}"
+    write_manifest(
+        out,
+        name="pose_landmark_int8",
+        file=int8_path.name,
+        runtime="onnx",
+        task="pose_landmarks",
+        precision="int8",
+        inputs=specs(session.inputs),
+        outputs=specs(session.outputs),
+        preprocess={**LM_PREPROCESS, "layout": "NCHW"},
+        postprocess=LM_POSTPROCESS,
+        licence="Apache-2.0",
+        source=src_lm,
+        derived_from="models/pose_landmark/pose_landmark_full.tflite (Google MediaPipe, "
+        "Apache-2.0) -> tflite2onnx 0.4.1 -> unused outputs pruned -> onnxruntime "
+        "quantize_static",
+        notes="Quantized by the edge-agent project (scripts/build_pose_models.py) from the "
+        "Apache-2.0 MediaPipe original; a modified derivative work. Only the landmark "
+        "(Identity) and pose-presence (Identity_1) outputs are kept. QDQ, uint8 activations / "
+        "int8 per-channel weights (U8S8), MinMax calibration on rotated person crops from "
+        f"real photos; {len(float_nodes)} nodes kept in float (the 128/64 px stages, the "
+        "8/4/2 px stages and the heads; the 32/16 px stages are int8). Held out, same ROI as "
+        f"float: posture agreement {m['posture_agreement_pct']}%, presence agreement "
+        f"{m['presence_agreement_pct']}%, mean landmark distance {m['landmark_dist_roi_mean']} "
+        f"of the ROI side; {ms['int8_onnx']} ms vs {ms['float_tflite']} ms float tflite "
+        f"(pruned float ONNX {ms['float_onnx']} ms); whole PoseEstimator frame "
+        f"{frame['int8_det+int8_lm']} ms (int8 + int8) vs {frame['float_det+float_lm']} ms "
+        "(float + float), 1 thread (accuracy.json). Input is NCHW float32 in [0, 1].",
+    )
+    licence_file(
+        out,
+        "pose_landmark_int8.onnx was quantized by the edge-agent project from the BlazePose\n"
+        "GHUM 3D landmark model (full) (MediaPipe by Google LLC, Apache License 2.0; taken\n"
+        f"from {src_lm}). Changes: converted to ONNX (tflite2onnx), the unused outputs\n"
+        "pruned, and quantized to int8 (onnxruntime quantize_static); see manifest.json and\n"
+        "scripts/build_pose_models.py.",
+        apache_text(),
+    )
+    return acc
+
+
+def print_landmark_table(acc: dict[str, Any]) -> None:
+    ms = acc["timing_ms_median_1_thread"]
+    print(f"\n{'landmark model':<24}{'ms':>7}{'posture%':>9}{'presence%':>10}{'dist':>8}{'p95':>8}")
+    for key in ms:
+        m = acc.get(key, {})
+        print(
+            f"{key:<24}{ms[key]:>7.2f}{m.get('posture_agreement_pct', 100.0):>9.1f}"
+            f"{m.get('presence_agreement_pct', 100.0):>10.1f}"
+            f"{m.get('landmark_dist_roi_mean', 0.0):>8.4f}"
+            f"{m.get('landmark_dist_roi_p95', 0.0):>8.4f}"
+        )
+    est = acc["estimator"]
+    print(f"whole PoseEstimator, {est['n']} images, posture agreement with float+float:")
+    for key, value in est["posture_agreement_with_float_float_pct"].items():
+        print(f"  {key:<22}{value:>6.1f}%  {acc['frame_ms_median_1_thread'][key]:>7.2f} ms")
+    print(
+        "  float_det+float_lm".ljust(24),
+        f"{acc['frame_ms_median_1_thread']['float_det+float_lm']:>14.2f} ms",
+    )
+    print("int8+int8 disagreements:", est["disagreements_int8_int8"] or "none")
 
 
 # ---------------------------------------------------------------- main
@@ -935,7 +1110,8 @@ def main(argv: list[str] | None = None) -> int:
             "scripts/build_pose_models.py.",
             apache,
         )
-    for d in (d_det, d_lm, d_int8):
+        build_landmark_int8(args.out / "pose_landmark_int8", tmp, det_path, lm_path, int8_path)
+    for d in (d_det, d_lm, d_int8, args.out / "pose_landmark_int8"):
         for f in sorted(d.iterdir()):
             _LOGGER.info("%s  %d bytes", f.relative_to(args.out.parent), f.stat().st_size)
     return 0

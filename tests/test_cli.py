@@ -259,3 +259,21 @@ def test_camera_offline_is_degraded_not_a_watchdog_stall(tmp_path: Path) -> None
     ready = next(m for m in messages if m.startswith("READY=1"))
     assert "STATUS=degraded: camera offline" in ready, messages
     assert messages.count("WATCHDOG=1") >= 12, messages
+
+
+def test_replay_to_an_unreachable_broker_fails_loudly() -> None:
+    from agent.publish.broker import free_port
+
+    scene = SAMPLES / "person_command"
+    res = run_agent(
+        "replay",
+        "--video",
+        str(scene / "video.avi"),
+        "--audio",
+        str(scene / "audio.wav"),
+        "--broker",
+        f"127.0.0.1:{free_port()}",
+    )
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert "MQTT messages were not delivered" in res.stderr
+    assert '"intent":"light_on"' in res.stdout  # stdout still has the event

@@ -488,6 +488,10 @@ class MqttPublisher:
             self._logged.clear()
             self.connected_at = time.monotonic()
             client.publish(self.topics.status, ONLINE, qos=1, retain=True)
+            # Everything is subscribed here; queued requests would only subscribe twice (and
+            # each SUBSCRIBE makes the broker resend retained messages).
+            while not self._to_subscribe.empty():
+                self._to_subscribe.get_nowait()
             for topic, (qos, _) in self._subscriptions.items():
                 client.subscribe(topic, qos=qos)
             self._connected.set()

@@ -320,12 +320,6 @@ class Outbox:
                 self._recount()
                 raise PublishError(f"outbox delete failed: {err}") from err
 
-    def rewind(self) -> None:
-        """Forget what is in flight: every stored row will be taken again (new paho session)."""
-        with self._lock:
-            self._cursor = 0
-
-    # -- introspection -------------------------------------------------------------------------
     def __len__(self) -> int:
         with self._lock:
             return self._count
