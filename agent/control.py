@@ -15,7 +15,6 @@ from typing import Any, Protocol
 from agent.config.schema import AgentConfig
 from agent.core.settings import RuntimeSettings
 from agent.errors import PublishError
-from agent.events.registry import EVENT_TYPES
 from agent.pipeline import Pipeline
 from agent.publish.commands import CommandHandler
 from agent.publish.discovery import BinaryState, Discovery, EventEntity
@@ -141,17 +140,13 @@ class MqttControl:
     def attach(self) -> None:
         """Subscribe and hook into (re)connects; call before the publisher starts."""
         pub = self.publisher
-        intents = tuple(self.cfg.intents)
         if self.commands is not None:
             self.commands.attach(_subscribe_fn(pub))
         self.discovery = Discovery(
             self.cfg.homeassistant,
             pub.topics,
             self.cfg.device_id,
-            events=[
-                EventEntity(cls.TYPE, cls.TYPE.replace("_", " ").capitalize(), intents)
-                for cls in EVENT_TYPES
-            ],
+            events=self._event_entities(),
             states=[state for state, _ in self._states.values()],
             commands=tuple(self.commands.commands.values()) if self.commands else (),
             metrics=self.stats.metrics,
@@ -159,6 +154,15 @@ class MqttControl:
         )
         self.discovery.attach(_publish_fn(pub), _subscribe_fn(pub))
         pub.add_connect_hook(self._on_connect)
+
+    def _event_entities(self) -> list[EventEntity]:
+        """One HA event entity per event type this config can emit, with its intents."""
+        help_intent = self.cfg.events.help_call.intent
+        commands = tuple(i for i in self.cfg.intents if i != help_intent)
+        entities = [EventEntity("voice_command", "Voice command", commands)]
+        if help_intent in self.cfg.intents:
+            entities.append(EventEntity("help_call", "Help call", (help_intent,)))
+        return entities
 
     def _on_connect(self) -> None:
         self.discovery.publish(_publish_fn(self.publisher))
