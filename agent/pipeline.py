@@ -27,6 +27,7 @@ from agent.config.sections import (
 from agent.core.media import AudioChunk, Frame
 from agent.core.settings import RuntimeSettings, Settings
 from agent.events.help import HelpCall, PoseEvidence
+from agent.events.registry import Event
 from agent.events.rules import Cooldown
 from agent.events.types import AudioEvidence, FusionInfo, ImageEvidence, VoiceCommand
 from agent.extractors.pose import Pose
@@ -334,9 +335,17 @@ class Pipeline:
             ),
             skew_ms=_skew_ms(seg, chosen),
         )
+        self._emit(event, span)
+
+    def _emit(self, event: Event, span: str) -> None:
         self.decisions.emitted += 1
         _LOGGER.info(
-            "voice_command %s (%r) at %s, confidence %.2f", rec.intent, rec.text, span, fused.score
+            "%s %s (%r) at %s, confidence %.2f",
+            event.type,
+            event.intent,
+            event.text,
+            span,
+            event.confidence,
         )
         self._sink.publish_event(event)
 
@@ -398,9 +407,7 @@ class Pipeline:
             ),
             skew_ms=_skew_ms(seg, chosen),
         )
-        self.decisions.emitted += 1
-        _LOGGER.warning("help_call (%r) at %s, confidence %.2f", rec.text, span, d.confidence)
-        self._sink.publish_event(event)
+        self._emit(event, span)
 
 
 def _skew_ms(seg: SpeechSegment, chosen: list[Frame]) -> float:

@@ -7,15 +7,16 @@ the pose. ``SCHEMA_DEF`` is this event's entry for ``event.schema.json``'s ``$de
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from agent.events.types import (
-    SCHEMA_VERSION,
     AudioEvidence,
     FusionInfo,
     _new_id,
     _now_iso,
+    fused_fields,
+    fused_payload,
 )
 
 
@@ -54,39 +55,11 @@ class HelpCall:
         return self.TYPE
 
     def to_payload(self) -> dict[str, Any]:
-        return {
-            "v": SCHEMA_VERSION,
-            "id": self.id,
-            "type": self.TYPE,
-            "device": self.device,
-            "time": self.time,
-            "start": round(self.start, 3),
-            "end": round(self.end, 3),
-            "confidence": round(self.confidence, 4),
-            "intent": self.intent,
-            "text": self.text,
-            "evidence": {"image": asdict(self.image), "audio": asdict(self.audio)},
-            "fusion": asdict(self.fusion),
-            "skew_ms": round(self.skew_ms, 1),
-        }
+        return fused_payload(self)
 
     @classmethod
     def from_payload(cls, data: dict[str, Any]) -> HelpCall:
-        ev = data["evidence"]
-        return cls(
-            device=data["device"],
-            start=data["start"],
-            end=data["end"],
-            confidence=data["confidence"],
-            intent=data["intent"],
-            text=data["text"],
-            image=PoseEvidence(**ev["image"]),
-            audio=AudioEvidence(**ev["audio"]),
-            fusion=FusionInfo(**data["fusion"]),
-            skew_ms=data["skew_ms"],
-            id=data["id"],
-            time=data["time"],
-        )
+        return cls(**fused_fields(data, PoseEvidence))
 
 
 _SCORE = {"$ref": "#/$defs/score"}

@@ -68,36 +68,46 @@ class VoiceCommand:
         return self.TYPE
 
     def to_payload(self) -> dict[str, Any]:
-        return {
-            "v": SCHEMA_VERSION,
-            "id": self.id,
-            "type": self.TYPE,
-            "device": self.device,
-            "time": self.time,
-            "start": round(self.start, 3),
-            "end": round(self.end, 3),
-            "confidence": round(self.confidence, 4),
-            "intent": self.intent,
-            "text": self.text,
-            "evidence": {"image": asdict(self.image), "audio": asdict(self.audio)},
-            "fusion": asdict(self.fusion),
-            "skew_ms": round(self.skew_ms, 1),
-        }
+        return fused_payload(self)
 
     @classmethod
     def from_payload(cls, data: dict[str, Any]) -> VoiceCommand:
-        ev = data["evidence"]
-        return cls(
-            device=data["device"],
-            start=data["start"],
-            end=data["end"],
-            confidence=data["confidence"],
-            intent=data["intent"],
-            text=data["text"],
-            image=ImageEvidence(**ev["image"]),
-            audio=AudioEvidence(**ev["audio"]),
-            fusion=FusionInfo(**data["fusion"]),
-            skew_ms=data["skew_ms"],
-            id=data["id"],
-            time=data["time"],
-        )
+        return cls(**fused_fields(data, ImageEvidence))
+
+
+def fused_payload(event: Any) -> dict[str, Any]:
+    """The wire form shared by the fused events (voice_command, help_call)."""
+    return {
+        "v": SCHEMA_VERSION,
+        "id": event.id,
+        "type": event.TYPE,
+        "device": event.device,
+        "time": event.time,
+        "start": round(event.start, 3),
+        "end": round(event.end, 3),
+        "confidence": round(event.confidence, 4),
+        "intent": event.intent,
+        "text": event.text,
+        "evidence": {"image": asdict(event.image), "audio": asdict(event.audio)},
+        "fusion": asdict(event.fusion),
+        "skew_ms": round(event.skew_ms, 1),
+    }
+
+
+def fused_fields(data: dict[str, Any], image_cls: type[Any]) -> dict[str, Any]:
+    """Constructor arguments of a fused event from its wire form."""
+    ev = data["evidence"]
+    return {
+        "device": data["device"],
+        "start": data["start"],
+        "end": data["end"],
+        "confidence": data["confidence"],
+        "intent": data["intent"],
+        "text": data["text"],
+        "image": image_cls(**ev["image"]),
+        "audio": AudioEvidence(**ev["audio"]),
+        "fusion": FusionInfo(**data["fusion"]),
+        "skew_ms": data["skew_ms"],
+        "id": data["id"],
+        "time": data["time"],
+    }
