@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build the pose models in ``models/`` reproducibly, and measure the int8 detector vs float.
+"""Build the pose models in ``models/`` reproducibly, and measure the int8 models vs float.
 
     python scripts/build_pose_models.py [--wheels DIR] [--out models]
 
@@ -12,6 +12,9 @@ DEPTH_TO_SPACE, registered here as ONNX ``DepthToSpace``, DCR like TFLite); conv
 (checked against the original tflite); quantize with onnxruntime ``quantize_static`` (QDQ,
 uint8 activations / int8 per-channel weights) calibrated on real photos; evaluate the int8
 detector against the float one on held-out images -> ``pose_detection_int8/accuracy.json``.
+The landmark model likewise -> ``pose_landmark_int8/``: converted, pruned to the two outputs
+the agent reads, quantized on the rotated ROI crops PoseEstimator makes (the 128/64 px and
+<= 8 px stages kept float, by measurement), evaluated vs float on the same held-out images.
 Needs the ``models`` extra: onnx, tflite2onnx, scikit-image (plus onnxruntime, ai-edge-litert).
 """
 
@@ -382,19 +385,18 @@ def quantize(
     quant_pre_process(
         str(float_onnx), str(prepared), skip_optimization=True, skip_symbolic_shape=True
     )
-    if tensors is None:
-        tensors = detector_calibration(float_onnx)
+    feed = detector_calibration(float_onnx) if tensors is None else tensors
     name = open_session(float_onnx, "onnx").inputs[0].name
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
-            self._it: Iterator[np.ndarray] = iter(tensors)
+            self._it: Iterator[np.ndarray] = iter(feed)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             x = next(self._it, None)
             return None if x is None else {name: x}
 
-    _LOGGER.info("calibrating on %d images", len(tensors))
+    _LOGGER.info("calibrating on %d images", len(feed))
     quantize_static(
         str(prepared),
         str(out),
@@ -407,7 +409,7 @@ def quantize(
         nodes_to_exclude=exclude,
     )
     canonicalize(out)
-    return len(tensors)
+    return len(feed)
 
 
 def prune_outputs(src: Path, dest: Path, keep: tuple[str, ...]) -> int:

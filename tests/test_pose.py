@@ -45,7 +45,9 @@ MIN_POSTURE_AGREEMENT = 0.85
 # measured 100 % posture and presence agreement on the 26 held-out person crops, mean landmark
 # distance 0.006 of the ROI side (p95 0.018, max 0.036), and 96.8 % whole-estimator agreement
 # (int8 + int8 vs float + float, 63 images; both misses are the int8 detector's). On this test's
-# 26 images float-detector + int8-landmarks agrees with float + float on all 26. 0.85 leaves
+# 26 images float-detector + int8-landmarks agrees with float + float on all 26 (25 with the
+# int8 detector too); on its 10 person crops presence stays >= 0.74 (float >= 0.93) and the
+# mean landmark distance is 0.005 of the ROI side. 0.85 leaves
 # room for a few borderline postures (the camera photo's is near the standing limits) on
 # another CPU, while the rejected variants fail it: every layer int8, or only the heads in
 # float, turns empty crops' presence to ~1 (61.5 % / 57.7 % posture agreement).
@@ -238,7 +240,7 @@ def test_int8_landmarks_agree_with_float(
             for p, q in zip(a, b, strict=True)
             if p.visibility >= 0.5
         ]
-    assert n_person >= 10
+    assert n_person >= 8  # 10 measured
     assert same / n_person >= MIN_LANDMARK_POSTURE_AGREEMENT, f"{same}/{n_person}"
     assert float(np.mean(dists)) <= MAX_LANDMARK_DIST
 

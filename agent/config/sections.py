@@ -38,7 +38,9 @@ class PoseConfig(Section):
         description="Person/pose detector in the model store (int8 ONNX or pose_detection float).",
     )
     landmarks: str = Field(
-        "pose_landmark", min_length=1, description="Pose landmark model in the model store."
+        "pose_landmark_int8",
+        min_length=1,
+        description="Pose landmark model in the model store (int8 ONNX or pose_landmark float).",
     )
     threads: int = Field(1, ge=1, le=16, description="Inference threads for the pose models.")
     max_frames_per_window: int = Field(
