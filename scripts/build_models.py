@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,10 @@ sys.path.insert(0, str(REPO))
 
 from agent.extractors.vision import Detection, FaceDetector, box_iou  # noqa: E402
 from agent.runtimes.base import Session, TensorSpec, open_session  # noqa: E402
+
+sys.path.insert(0, str(REPO / "scripts"))
+from quantize import canonicalize_onnx as canonicalize  # noqa: E402, F401 (build_pose_models)
+from quantize import quantize_onnx  # noqa: E402
 
 _LOGGER = logging.getLogger("build_models")
 
@@ -260,56 +263,11 @@ def evaluation_images() -> list[tuple[str, np.ndarray, bool]]:
 
 
 def quantize(float_onnx: Path, out: Path, tmp: Path) -> None:
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    prepared = tmp / "blazeface_full_pre.onnx"
-    quant_pre_process(
-        str(float_onnx), str(prepared), skip_optimization=True, skip_symbolic_shape=True
-    )
+    """scripts/quantize.py's ONNX route (QDQ U8S8, per channel, MinMax) on the calibration set."""
     det = FaceDetector(open_session(float_onnx, "onnx"), PREPROCESS, POSTPROCESS)
-    tensors = [det.prepare(img)[0] for img in calibration_images()]
-    name = det_input_name(float_onnx)
-
-    class Reader(CalibrationDataReader):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self._it: Iterator[np.ndarray] = iter(tensors)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            x = next(self._it, None)
-            return None if x is None else {name: x}
-
+    tensors = np.concatenate([det.prepare(img)[0] for img in calibration_images()])
     _LOGGER.info("calibrating on %d images", len(tensors))
-    quantize_static(
-        str(prepared),
-        str(out),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        calibrate_method=CalibrationMethod.MinMax,
-        nodes_to_exclude=FLOAT_NODES,
-    )
-    canonicalize(out)
-
-
-def canonicalize(path: Path) -> None:
-    """Sort initializers / value_info: quantize_static emits them in set order (hash seed)."""
-    import onnx
-
-    model = onnx.load(str(path))
-    for field in (model.graph.initializer, model.graph.value_info):
-        items = sorted(field, key=lambda t: t.name)
-        del field[:]
-        field.extend(items)
-    path.write_bytes(model.SerializeToString(deterministic=True))
+    quantize_onnx(float_onnx, {det_input_name(float_onnx): tensors}, out, FLOAT_NODES)
 
 
 def det_input_name(onnx_path: Path) -> str:
@@ -332,7 +290,9 @@ def median_ms(runs: dict[str, tuple[Session, np.ndarray]]) -> dict[str, float]:
     return {k: round(float(np.median(v)), 3) for k, v in times.items()}
 
 
-def evaluate(models: dict[str, tuple[Path, str]]) -> dict[str, Any]:
+def evaluate(models: dict[str, tuple[Path, str]], focus: str = "int8_onnx") -> dict[str, Any]:
+    """Held-out evaluation of ``models`` (must include ``float_tflite``, the reference);
+    ``disagreements`` lists the items where ``focus`` and float disagree."""
     items = evaluation_images()
     dets: dict[str, list[list[Detection]]] = {}
     runs: dict[str, tuple[Session, np.ndarray]] = {}
@@ -385,9 +345,7 @@ def evaluate(models: dict[str, tuple[Path, str]]) -> dict[str, Any]:
                 )
         result[gname] = g
     result["disagreements"] = [
-        i
-        for (i, _, _), f, r in zip(items, dets["int8_onnx"], ref, strict=True)
-        if bool(f) != bool(r)
+        i for (i, _, _), f, r in zip(items, dets[focus], ref, strict=True) if bool(f) != bool(r)
     ]
     return result
 
@@ -400,7 +358,7 @@ def print_table(acc: dict[str, Any]) -> None:
     )
     for gname in ("photos", "lfw", "all"):
         g = acc[gname]
-        for key in ("float_tflite", "float_onnx", "int8_onnx"):
+        for key in [k for k in g if isinstance(g[k], dict)]:
             m = g[key]
             agree = m.get("agreement_with_float_pct", 100.0)
             iou = m.get("box_iou_with_float_mean", 1.0)

@@ -18,7 +18,7 @@ class BufferConfig(Section):
 
 class VisionConfig(Section):
     model: str = Field(
-        "blazeface_full_int8",
+        "blazeface_full_int8_tflite",
         min_length=1,
         description="Face detector model name in the model store.",
     )

@@ -51,6 +51,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.errors import ExtractorError
+from agent.extractors.boxes import iou_one
 from agent.runtimes.base import Session, TensorSpec
 
 _LOGGER = logging.getLogger(__name__)
@@ -182,18 +183,6 @@ def ssd_anchors(size: int, strides: Sequence[int], per_layer: int, offset: float
     return np.concatenate(rows).astype(np.float32)
 
 
-def _iou(box: FloatArray, others: FloatArray) -> FloatArray:
-    x0 = np.maximum(box[0], others[:, 0])
-    y0 = np.maximum(box[1], others[:, 1])
-    x1 = np.minimum(box[2], others[:, 2])
-    y1 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    result: FloatArray = inter / np.maximum(area + areas - inter, 1e-9)
-    return result
-
-
 def _weighted_nms(
     boxes: FloatArray, points: FloatArray, scores: FloatArray, iou: float, limit: int
 ) -> list[tuple[float, FloatArray, FloatArray]]:
@@ -202,7 +191,7 @@ def _weighted_nms(
     out: list[tuple[float, FloatArray, FloatArray]] = []
     while order.size and len(out) < limit:
         best = int(order[0])
-        overlap = _iou(boxes[best], boxes[order]) > iou
+        overlap = iou_one(boxes[best], boxes[order]) > iou
         members = order[overlap]
         w = scores[members][:, None]
         box = (boxes[members] * w).sum(axis=0) / w.sum()

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.errors import ExtractorError
+from agent.extractors.boxes import iou_one
 from agent.runtimes.base import Session, TensorSpec
 
 _LOGGER = logging.getLogger(__name__)
@@ -49,18 +50,6 @@ def _anchors(grid: int, per_cell: int, offset: float) -> FloatArray:
     return np.repeat(centers, per_cell, axis=0).astype(np.float32)
 
 
-def _iou_one(box: FloatArray, others: FloatArray) -> FloatArray:
-    x0 = np.maximum(box[0], others[:, 0])
-    y0 = np.maximum(box[1], others[:, 1])
-    x1 = np.minimum(box[2], others[:, 2])
-    y1 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    result: FloatArray = inter / np.maximum(area + areas - inter, 1e-9)
-    return result
-
-
 def _nms(boxes: FloatArray, scores: FloatArray, iou: float, limit: int) -> list[int]:
     order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
@@ -68,13 +57,13 @@ def _nms(boxes: FloatArray, scores: FloatArray, iou: float, limit: int) -> list[
         best = int(order[0])
         keep.append(best)
         rest = order[1:]
-        order = rest[_iou_one(boxes[best], boxes[rest]) <= iou]
+        order = rest[iou_one(boxes[best], boxes[rest]) <= iou]
     return keep
 
 
 def box_iou(a: Box, b: Box) -> float:
     """IoU of two (x0, y0, x1, y1) boxes."""
-    return float(_iou_one(np.asarray(a, dtype=np.float32), np.asarray([b], dtype=np.float32))[0])
+    return float(iou_one(np.asarray(a, dtype=np.float32), np.asarray([b], dtype=np.float32))[0])
 
 
 class FaceDetector:
