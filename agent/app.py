@@ -25,7 +25,7 @@ from agent.fusion.help import HelpRule
 from agent.fusion.weighted import WeightedSum
 from agent.health.notify import Heartbeats, Notifier, Watchdog
 from agent.models.store import ModelStore
-from agent.pipeline import HelpParts, Models, Pipeline, Presence
+from agent.pipeline import HelpParts, Models, Pipeline, Presence, WakeParts
 from agent.publish.sink import JsonLinesSink, Sink
 from agent.sources.files import VideoFileSource, WavFileSource
 from agent.sources.supervisor import Capture
@@ -66,6 +66,7 @@ def build_pipeline(
             cooldown_s=help_cfg.cooldown_s,
             enabled=help_cfg.enabled,
         )
+    wake_parts = _wake_parts(cfg, store) if cfg.wakeword.enabled else None
     return Pipeline(
         device_id=cfg.device_id,
         frames=FrameRing(cfg.buffer.seconds),
@@ -81,6 +82,27 @@ def build_pipeline(
         on_progress=on_progress,
         help_parts=help_parts,
         presence=Presence(cfg.presence),
+        wake_parts=wake_parts,
+    )
+
+
+def _wake_parts(cfg: AgentConfig, store: ModelStore) -> WakeParts:
+    from agent.extractors.wakeword import WakeWordDetector, WakeWordParams
+
+    models = []
+    refs: dict[str, str] = {}
+    phrases: dict[str, str] = {}
+    for name in cfg.wakeword.models:
+        session, manifest = store.load(f"wakeword_{name}", runtimes=cfg.runtimes)
+        params = WakeWordParams.from_manifest(name, manifest.preprocess, manifest.postprocess)
+        models.append((session, params))
+        refs[name], phrases[name] = manifest.ref, params.phrase
+    return WakeParts(
+        detector=WakeWordDetector(models, refractory_s=cfg.wakeword.refractory_s),
+        refs=refs,
+        phrases=phrases,
+        require_person=cfg.wakeword.require_person,
+        window_s=cfg.wakeword.window_s,
     )
 
 

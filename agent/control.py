@@ -162,6 +162,8 @@ class MqttControl:
         entities = [EventEntity("voice_command", "Voice command", commands)]
         if help_intent in self.cfg.intents:
             entities.append(EventEntity("help_call", "Help call", (help_intent,)))
+        if self.cfg.wakeword.enabled:
+            entities.append(EventEntity("wake_word", "Wake word", tuple(self.cfg.wakeword.models)))
         return entities
 
     def _on_connect(self) -> None:

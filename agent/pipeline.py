@@ -29,10 +29,11 @@ from agent.core.settings import RuntimeSettings, Settings
 from agent.events.help import HelpCall, PoseEvidence
 from agent.events.registry import Event
 from agent.events.rules import Cooldown
-from agent.events.types import AudioEvidence, FusionInfo, ImageEvidence, VoiceCommand
+from agent.events.types import AudioEvidence, FusionInfo, ImageEvidence, VoiceCommand, WakeWord
 from agent.extractors.pose import Pose
 from agent.extractors.speech import IntentRecognizer, Recognition
 from agent.extractors.vad import Segmenter, SpeechSegment
+from agent.extractors.wakeword import Detection as WakeDetection
 from agent.fusion.help import HelpRule
 from agent.fusion.weighted import WeightedSum
 from agent.publish.sink import Sink
@@ -64,6 +65,21 @@ class HelpParts:
     max_frames: int
     cooldown_s: float
     enabled: bool = True
+
+
+class WakeDetector(Protocol):
+    def process(self, chunk: npt.NDArray[np.int16]) -> list[WakeDetection]: ...
+
+
+@dataclass(frozen=True)
+class WakeParts:
+    """Wake words: fed every audio chunk; vision answers only when one fires."""
+
+    detector: WakeDetector
+    refs: dict[str, str]  # model name -> name@version
+    phrases: dict[str, str]  # model name -> spoken phrase
+    require_person: bool
+    window_s: float
 
 
 class Presence:
@@ -166,6 +182,7 @@ class Pipeline:
         settings: RuntimeSettings | None = None,
         help_parts: HelpParts | None = None,
         presence: Presence | None = None,
+        wake_parts: WakeParts | None = None,
     ) -> None:
         self._device = device_id
         self.frames = frames
@@ -180,6 +197,8 @@ class Pipeline:
         self._sink = sink
         self._cooldown = Cooldown(rule_cfg.cooldown_s)
         self._help = help_parts
+        self._wake = wake_parts
+        self._wake_t0: int | None = None  # agent time of the first sample fed to the detector
         self._help_cooldown = Cooldown(help_parts.cooldown_s if help_parts else 0.0)
         self.presence_state = presence
         self._pending: list[SpeechSegment] = []
@@ -195,6 +214,7 @@ class Pipeline:
                     {
                         VoiceCommand.TYPE: rule_cfg.enabled,
                         HelpCall.TYPE: bool(help_parts and help_parts.enabled),
+                        WakeWord.TYPE: wake_parts is not None,
                     }
                 ),
                 fusion_threshold=fusion_cfg.threshold,
@@ -220,8 +240,73 @@ class Pipeline:
         self._audio_ns = chunk.end_ns
         self._pending.extend(segments)
         self._resolve(final=False)
+        if self._wake is not None:
+            self._listen_for_wake_words(chunk)
         self._track_presence()
         self._progress("audio")
+
+    def _listen_for_wake_words(self, chunk: AudioChunk) -> None:
+        parts = self._wake
+        assert parts is not None
+        if self._wake_t0 is None:
+            self._wake_t0 = chunk.t_ns
+        started = time.perf_counter_ns()
+        found = parts.detector.process(chunk.samples)
+        self.times.add("wakeword_chunk", started)
+        for det in found:
+            if self.settings.current.is_enabled(WakeWord.TYPE):
+                self._decide_wake(det, self._wake_t0 + int(det.t_offset * 1e9))
+
+    def _decide_wake(self, det: WakeDetection, t_ns: int) -> None:
+        parts = self._wake
+        assert parts is not None
+        now = self.settings.current
+        lo = t_ns - int(parts.window_s * 1e9)
+        chosen = spread(self.frames.window(lo, t_ns), self._vision.max_frames_per_window)
+        scores = [self._scorer.person_score(f.image) for f in chosen]
+        in_view = [x for x in scores if x >= now.vision_min_score]
+        x_image = sum(in_view) / len(scores) if scores else 0.0
+        fused = self._fuser(x_image, det.probability)
+        span = f"{lo / 1e9:.2f}-{t_ns / 1e9:.2f}s"
+        if parts.require_person and not in_view:
+            self.decisions.nobody_in_view += 1
+            _LOGGER.info("wake word %s at %s but nobody was in view", det.name, span)
+            return
+        if fused.score < now.fusion_threshold:
+            self.decisions.below_threshold += 1
+            _LOGGER.info("wake word %s at %s: fused %.2f too low", det.name, span, fused.score)
+            return
+        phrase = parts.phrases.get(det.name, det.name)
+        event = WakeWord(
+            device=self._device,
+            start=lo / 1e9,
+            end=t_ns / 1e9,
+            confidence=fused.score,
+            intent=det.name,
+            text=phrase,
+            image=ImageEvidence(
+                score=round(x_image, 4),
+                frames_analysed=len(scores),
+                frames_with_person=len(in_view),
+                model=self._models.vision,
+            ),
+            audio=AudioEvidence(
+                score=round(det.probability, 4),
+                text=phrase,
+                model=parts.refs.get(det.name, det.name),
+                vad_model=self._models.vad,
+                vad_peak=round(self._segmenter.last_probability, 4),
+            ),
+            fusion=FusionInfo(
+                method=self._fuser.method,
+                alpha=self._fuser.alpha,
+                beta=self._fuser.beta,
+                threshold=now.fusion_threshold,
+                score=round(fused.score, 4),
+            ),
+            skew_ms=min((abs(f.t_ns - t_ns) / 1e6 for f in chosen), default=-1.0),
+        )
+        self._emit(event, span)
 
     def _track_presence(self) -> None:
         tracker = self.presence_state

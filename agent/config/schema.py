@@ -21,6 +21,7 @@ from agent.config.sections import (
     PresenceConfig,
     VadConfig,
     VisionConfig,
+    WakeWordConfig,
 )
 from agent.config.speech import SpeechConfig
 
@@ -56,6 +57,9 @@ class AgentConfig(Section):
     )
     presence: PresenceConfig = Field(
         default_factory=PresenceConfig, description="The presence and talking states."
+    )
+    wakeword: WakeWordConfig = Field(
+        default_factory=WakeWordConfig, description="Wake words (wake_word events)."
     )
     vad: VadConfig = Field(default_factory=VadConfig, description="Voice activity detection.")
     speech: SpeechConfig = Field(default_factory=SpeechConfig, description="Intent recognizer.")

@@ -58,6 +58,30 @@ class PresenceConfig(Section):
     )
 
 
+WakeWordName = Literal["okay_nabu", "hey_jarvis", "hey_mycroft", "alexa"]
+
+
+class WakeWordConfig(Section):
+    enabled: bool = Field(
+        False,
+        description="Listen for wake words (needs pip install 'edge-agent[wakeword]').",
+    )
+    models: list[WakeWordName] = Field(
+        default_factory=lambda: list[WakeWordName](["okay_nabu"]),
+        min_length=1,
+        description="microWakeWord models to run (each adds ~0.005 ms per 30 ms of audio).",
+    )
+    refractory_s: float = Field(
+        2.0, ge=0.5, le=60, description="The same wake word cannot fire again within this time."
+    )
+    require_person: bool = Field(
+        True, description="A wake word counts only with a person in view while it is said."
+    )
+    window_s: float = Field(
+        1.5, ge=0.2, le=10, description="Frames this long before the detection are analysed."
+    )
+
+
 class VadConfig(Section):
     model: str = Field(
         "silero_vad_int8", min_length=1, description="VAD model name in the model store."

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent.events.help import HelpCall
-from agent.events.types import VoiceCommand
+from agent.events.types import VoiceCommand, WakeWord
 
-Event = VoiceCommand | HelpCall
-EVENT_TYPES: tuple[type[VoiceCommand] | type[HelpCall], ...] = (VoiceCommand, HelpCall)
+Event = VoiceCommand | HelpCall | WakeWord
+EVENT_TYPES: tuple[type[Event], ...] = (VoiceCommand, HelpCall, WakeWord)
