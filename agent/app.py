@@ -241,11 +241,12 @@ class LiveAgent:
         settings = self.pipeline.settings
 
         def log_level(value: Any) -> None:
-            if not self._verbose:
-                logging.getLogger().setLevel(str(value).upper())
+            logging.getLogger().setLevel(str(value).upper())
 
-        return {
-            "log_level": log_level,
+        live: dict[str, Callable[[Any], object]] = {}
+        if not self._verbose:  # -v wins over the file's log_level
+            live["log_level"] = log_level
+        return live | {
             "fusion.threshold": lambda v: settings.update(fusion_threshold=v),
             "vision.min_score": lambda v: settings.update(vision_min_score=v),
             "events.voice_command.require_person": lambda v: settings.update(require_person=v),
@@ -334,7 +335,7 @@ class LiveAgent:
             _LOGGER.exception("error while stopping capture")
         finally:
             if self.publisher is not None:
-                self.publisher.close()
+                self.publisher.close(timeout=3.0)  # keeps the whole stop under TimeoutStopSec
             self.notifier.close()
 
 

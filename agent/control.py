@@ -16,7 +16,7 @@ from agent.config.schema import AgentConfig
 from agent.core.settings import RuntimeSettings
 from agent.errors import PublishError
 from agent.pipeline import Pipeline
-from agent.publish.commands import CommandHandler
+from agent.publish.commands import CommandHandler, default_commands
 from agent.publish.discovery import BinaryState, Discovery, EventEntity
 from agent.publish.stats import Rate, Stats, recent_median_ms
 from agent.publish.topics import Topics
@@ -73,7 +73,12 @@ class MqttControl:
         base = publisher.topics.base
         self.settings: RuntimeSettings = pipeline.settings
         self.commands = (
-            CommandHandler(base, pipeline.settings, _publish_fn(publisher))
+            CommandHandler(
+                base,
+                pipeline.settings,
+                _publish_fn(publisher),
+                default_commands([e.type for e in self._event_entities()]),
+            )
             if cfg.control.commands
             else None
         )

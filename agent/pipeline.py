@@ -24,7 +24,7 @@ from agent.config.sections import (
     VisionConfig,
     VoiceCommandConfig,
 )
-from agent.core.media import AudioChunk, Frame
+from agent.core.media import AUDIO_RATE, AudioChunk, Frame
 from agent.core.settings import RuntimeSettings, Settings
 from agent.events.help import HelpCall, PoseEvidence
 from agent.events.registry import Event
@@ -198,7 +198,7 @@ class Pipeline:
         self._cooldown = Cooldown(rule_cfg.cooldown_s)
         self._help = help_parts
         self._wake = wake_parts
-        self._wake_t0: int | None = None  # agent time of the first sample fed to the detector
+        self._wake_fed = 0  # samples fed to the wake-word detector
         self._help_cooldown = Cooldown(help_parts.cooldown_s if help_parts else 0.0)
         self.presence_state = presence
         self._pending: list[SpeechSegment] = []
@@ -234,6 +234,7 @@ class Pipeline:
         self._progress("camera")
 
     def on_audio(self, chunk: AudioChunk) -> None:
+        self._progress("audio")  # audio arrived (again); processing follows
         started = time.perf_counter_ns()
         segments = list(self._segmenter.feed(chunk))
         self.times.add("vad_chunk", started)
@@ -248,20 +249,22 @@ class Pipeline:
     def _listen_for_wake_words(self, chunk: AudioChunk) -> None:
         parts = self._wake
         assert parts is not None
-        if self._wake_t0 is None:
-            self._wake_t0 = chunk.t_ns
         started = time.perf_counter_ns()
         found = parts.detector.process(chunk.samples)
+        self._wake_fed += len(chunk.samples)
         self.times.add("wakeword_chunk", started)
         for det in found:
             if self.settings.current.is_enabled(WakeWord.TYPE):
-                self._decide_wake(det, self._wake_t0 + int(det.t_offset * 1e9))
+                # Stamp from this chunk (not from the stream start): gaps after a microphone
+                # reopen and clock drift must not shift the detection into the past.
+                behind = self._wake_fed - round(det.t_offset * AUDIO_RATE)
+                self._decide_wake(det, chunk.end_ns - behind * 1_000_000_000 // AUDIO_RATE)
 
     def _decide_wake(self, det: WakeDetection, t_ns: int) -> None:
         parts = self._wake
         assert parts is not None
         now = self.settings.current
-        lo = t_ns - int(parts.window_s * 1e9)
+        lo = max(0, t_ns - int(parts.window_s * 1e9))
         chosen = spread(self.frames.window(lo, t_ns), self._vision.max_frames_per_window)
         scores = [self._scorer.person_score(f.image) for f in chosen]
         in_view = [x for x in scores if x >= now.vision_min_score]
@@ -458,7 +461,14 @@ class Pipeline:
             pose = parts.pose.estimate(frame.image)
             self.times.add("pose_frame", started)
             postures.append(pose.posture if pose is not None else None)
-        d = parts.rule(postures, intent=rec.intent, text=rec.text, speech_score=rec.confidence)
+        threshold = self.settings.current.fusion_threshold
+        d = parts.rule(
+            postures,
+            intent=rec.intent,
+            text=rec.text,
+            speech_score=rec.confidence,
+            threshold=threshold,
+        )
         if not d.accepted:
             self.decisions.below_threshold += 1
             _LOGGER.info("heard %r at %s: no help_call (%s)", rec.text, span, d.reason)
@@ -487,7 +497,7 @@ class Pipeline:
                 method=parts.rule.method,
                 alpha=parts.rule.alpha,
                 beta=parts.rule.beta,
-                threshold=parts.rule.threshold,
+                threshold=threshold,
                 score=round(d.confidence, 4),
             ),
             skew_ms=_skew_ms(seg, chosen),

@@ -254,3 +254,13 @@ def test_rule_on_scene(estimator: Any, recognizer: Any, scene: str) -> None:
     assert decision.accepted is bool(want), decision
     if want:
         assert decision.confidence >= 0.9 and want[0]["intent"] == intent
+
+
+def test_threshold_given_at_call_time_wins() -> None:
+    """SIGHUP / MQTT change the fusion threshold at run time; the rule must follow."""
+    rule = HelpRule(0.5, 0.5, 0.6)
+    postures = ["lying", "lying", "lying"]
+    ok = rule(postures, intent="help", text="help me", speech_score=0.5)
+    assert ok.accepted  # 0.5*1 + 0.5*0.5 = 0.75 >= 0.6
+    stricter = rule(postures, intent="help", text="help me", speech_score=0.5, threshold=0.9)
+    assert not stricter.accepted

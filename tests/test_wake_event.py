@@ -54,3 +54,13 @@ def test_wake_word_counts_only_with_a_person_in_view(
 
 def test_wake_words_are_off_by_default() -> None:
     assert AgentConfig().wakeword.enabled is False
+
+
+def test_early_wake_word_window_starts_at_zero(tmp_path: Path) -> None:
+    """A wake word in the first second: the event's window is clipped to the stream start."""
+    cfg = AgentConfig.model_validate({"wakeword": {"enabled": True, "window_s": 5.0}})
+    sink = MemorySink()
+    pipeline = build_pipeline(cfg, sink)
+    replay(pipeline, SAMPLES / "person_command" / "video.avi", _scene_audio(tmp_path, at=0.3))
+    wakes = [e.to_payload() for e in sink.events if e.type == "wake_word"]
+    assert len(wakes) == 1 and wakes[0]["start"] == 0.0 < wakes[0]["end"]

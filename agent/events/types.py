@@ -107,7 +107,7 @@ class WakeWord:
 
 
 def fused_payload(event: Any) -> dict[str, Any]:
-    """The wire form shared by the fused events (voice_command, help_call)."""
+    """The wire form shared by the fused events (voice_command, help_call, wake_word)."""
     return {
         "v": SCHEMA_VERSION,
         "id": event.id,

@@ -117,8 +117,13 @@ class HelpRule:
         text: str,
         speech_score: float,
         scream: float | None = None,
+        threshold: float | None = None,
     ) -> HelpDecision:
-        """``postures``: one entry per analysed frame of the window, None = nobody in view."""
+        """``postures``: one entry per analysed frame of the window, None = nobody in view.
+
+        ``threshold`` overrides the configured one (run-time changes via SIGHUP or MQTT).
+        """
+        limit = self.threshold if threshold is None else threshold
         x_audio = self.audio_score(intent, text, speech_score, scream)
         seen = [p for p in postures if p is not None]
         lying = sum(1 for p in seen if p == "lying")
@@ -130,8 +135,8 @@ class HelpRule:
             accepted, reason = False, "no call for help heard"
         elif lying < self.min_lying_frames:
             accepted, reason = False, "nobody lying in view" if seen else "nobody in view"
-        elif score < self.threshold:
-            accepted, reason = False, f"fused score {score:.2f} below {self.threshold:.2f}"
+        elif score < limit:
+            accepted, reason = False, f"fused score {score:.2f} below {limit:.2f}"
         else:
             accepted, reason = True, f"help while lying in {lying}/{len(seen)} frames"
         return HelpDecision(

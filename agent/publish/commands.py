@@ -22,7 +22,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -107,8 +107,9 @@ class Command:
         return f"{float(value):g}"
 
 
-def default_commands() -> tuple[Command, ...]:
-    """Enable/disable per event type, fusion threshold, person requirement, face score."""
+def default_commands(event_types: Sequence[str] | None = None) -> tuple[Command, ...]:
+    """Enable/disable per event type (those this agent can emit), fusion threshold, person
+    requirement, face score."""
 
     def enable(event_type: str) -> Command:
         return Command(
@@ -120,7 +121,7 @@ def default_commands() -> tuple[Command, ...]:
         )
 
     return (
-        *(enable(cls.TYPE) for cls in EVENT_TYPES),
+        *(enable(t) for t in (event_types or [cls.TYPE for cls in EVENT_TYPES])),
         Command(
             key="fusion_threshold",
             name="Fusion threshold",
