@@ -76,34 +76,13 @@ class VoiceCommand:
 
 
 @dataclass(frozen=True, slots=True)
-class WakeWord:
-    """A wake word heard while a person was in view (``intent`` is the model's name)."""
+class WakeWord(VoiceCommand):
+    """A wake word heard while a person was in view (``intent`` is the model's name).
+
+    Same fields and wire form as ``voice_command``; only the wire name differs.
+    """
 
     TYPE: ClassVar[str] = "wake_word"
-
-    device: str
-    start: float
-    end: float
-    confidence: float
-    intent: str
-    text: str
-    image: ImageEvidence
-    audio: AudioEvidence
-    fusion: FusionInfo
-    skew_ms: float
-    id: str = field(default_factory=_new_id)
-    time: str = field(default_factory=_now_iso)
-
-    @property
-    def type(self) -> str:
-        return self.TYPE
-
-    def to_payload(self) -> dict[str, Any]:
-        return fused_payload(self)
-
-    @classmethod
-    def from_payload(cls, data: dict[str, Any]) -> WakeWord:
-        return cls(**fused_fields(data, ImageEvidence))
 
 
 def fused_payload(event: Any) -> dict[str, Any]:
