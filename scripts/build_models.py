@@ -277,11 +277,13 @@ def det_input_name(onnx_path: Path) -> str:
 # ---------------------------------------------------------------- evaluation
 
 
-def median_ms(runs: dict[str, tuple[Session, np.ndarray]]) -> dict[str, float]:
+def median_ms(
+    runs: dict[str, tuple[Session, np.ndarray]], rounds: int = TIMING_RUNS
+) -> dict[str, float]:
     """Median ms per model; models take turns so machine noise hits them alike."""
     feeds = {k: {s.inputs[0].name: x} for k, (s, x) in runs.items()}
     times: dict[str, list[float]] = {k: [] for k in runs}
-    for r in range(TIMING_RUNS + 5):
+    for r in range(rounds + 5):
         for key, (session, _) in runs.items():
             t0 = time.perf_counter()
             session.run(feeds[key])

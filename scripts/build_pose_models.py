@@ -26,12 +26,10 @@ import json
 import logging
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,7 +44,9 @@ sys.path.insert(0, str(REPO / "scripts"))
 from build_models import (  # noqa: E402
     apache_text,
     canonicalize,
+    extract,
     licence_file,
+    median_ms,
     specs,
     write_manifest,
 )
@@ -150,12 +150,6 @@ def fetch_wheel(wheels: Path | None, tmp: Path) -> Path:
     if not found:
         raise SystemExit(f"no wheel for {MP_PKG} in {wheels}")
     return found[0]
-
-
-def extract(wheel: Path, member: str, dest: Path) -> Path:
-    with zipfile.ZipFile(wheel) as zf, zf.open(member) as src, dest.open("wb") as out:
-        shutil.copyfileobj(src, out)
-    return dest
 
 
 def densify(src: Path, dest: Path) -> int:
@@ -546,19 +540,6 @@ def check_conversion(tfl: Session, onx: Session) -> float:
     return worst
 
 
-def median_ms(runs: dict[str, tuple[Session, np.ndarray]]) -> dict[str, float]:
-    """Median ms per model, 1 thread; models take turns so machine noise hits them alike."""
-    feeds = {k: {s.inputs[0].name: x} for k, (s, x) in runs.items()}
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for r in range(TIMING_RUNS + 5):
-        for key, (session, _) in runs.items():
-            t0 = time.perf_counter()
-            session.run(feeds[key])
-            if r >= 5:
-                times[key].append((time.perf_counter() - t0) * 1000)
-    return {k: round(float(np.median(v)), 3) for k, v in times.items()}
-
-
 def evaluate(models: dict[str, tuple[Path, str]], landmark: Path) -> dict[str, Any]:
     items = evaluation_images()
     lm_session = open_session(landmark, "tflite", threads=1)
@@ -583,7 +564,7 @@ def evaluate(models: dict[str, tuple[Path, str]], landmark: Path) -> dict[str, A
         people[0].keypoints[0], people[0].keypoints[1], *items[0][1].shape[1::-1]
     )
     runs["landmark_float_tflite"] = (lm_session, probe.landmarks.crop(items[0][1], roi)[0])
-    ms = median_ms(runs)
+    ms = median_ms(runs, TIMING_RUNS)
     truth = np.array([person for _, _, person in items])
     ref_key = "float_tflite"
     ref = found[ref_key]
@@ -782,7 +763,9 @@ def evaluate_landmarks(
     # Timing, 1 thread: the landmark model alone on one person crop, then whole frames.
     n0, roi0 = rois[0]
     crops = {k: m.crop(items[n0][1], roi0)[0] for k, m in models.items()}
-    result["timing_ms_median_1_thread"] = median_ms({k: (sessions[k], crops[k]) for k in models})
+    result["timing_ms_median_1_thread"] = median_ms(
+        {k: (sessions[k], crops[k]) for k in models}, TIMING_RUNS
+    )
     result["frame_ms_median_1_thread"] = median_frame_ms(ests, items[n0][1])
     result["timing_image"] = items[n0][0]
     result["timing_runs"] = TIMING_RUNS
