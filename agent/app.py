@@ -46,7 +46,7 @@ def build_pipeline(
         cfg.vision.model, threads=cfg.vision.threads, runtimes=cfg.runtimes
     )
     detector = FaceDetector(vis_session, vis_manifest.preprocess, vis_manifest.postprocess)
-    recognizer = build_recognizer(cfg.speech, cfg.intents)
+    recognizer = build_recognizer(cfg.speech, cfg.intents, store, cfg.runtimes)
     help_parts = None
     help_cfg = cfg.events.help_call
     if help_cfg.intent in cfg.intents:

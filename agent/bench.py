@@ -146,7 +146,7 @@ def run_bench(
         raise ValueError(f"{scene}/video.avi has no frames")
     audio = read_wav(scene / "audio.wav")
     models = bench_models(store, cfg.runtimes, threads, runs, frame=frame.image, audio=audio)
-    recognizer = build_recognizer(cfg.speech, cfg.intents)
+    recognizer = build_recognizer(cfg.speech, cfg.intents, store, cfg.runtimes)
     sink = MemorySink()
     reports = []
     pipeline = None

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,6 +96,14 @@ def _parser() -> argparse.ArgumentParser:
         "devices", help="cameras (/dev/video*) and microphones, with what they support"
     )
     dev.add_argument("--json", action="store_true", help="print JSON")
+
+    from agent.training.cli import add_parsers as add_training_parsers
+
+    add_training_parsers(sub)
+
+    from agent.evaluation.cli import add_parser as add_evaluate_parser
+
+    add_evaluate_parser(sub)
     return p
 
 
@@ -105,10 +113,11 @@ def _config(path: Path | None) -> AgentConfig:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from agent.extractors.speech import build_recognizer
+    from agent.models.store import ModelStore
 
     cfg = load_config(args.config)
     # The engine knows its vocabulary; building it opens no device.
-    build_recognizer(cfg.speech, cfg.intents)
+    build_recognizer(cfg.speech, cfg.intents, ModelStore(cfg.models.dir), cfg.runtimes)
     print(f"{args.config}: OK (device {cfg.device_id}, {len(cfg.intents)} intents)")
     return EX_OK
 
@@ -290,6 +299,22 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from agent.evaluation.cli import cmd_evaluate as run
+
+    return run(args)
+
+
+def _training(name: str) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        from agent.training import cli as training_cli
+
+        fn: Callable[[argparse.Namespace], int] = getattr(training_cli, name)
+        return fn(args)
+
+    return handler
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from agent.logsetup import setup_logging
 
@@ -303,6 +328,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "models": cmd_models,
         "bench": cmd_bench,
         "devices": cmd_devices,
+        "train": _training("cmd_train"),
+        "enroll": _training("cmd_enroll"),
+        "evaluate": cmd_evaluate,
     }
     try:
         return handlers[args.command](args)

@@ -67,6 +67,11 @@ class HelpParts:
     enabled: bool = True
 
 
+DecisionHook = Callable[[SpeechSegment, Recognition, float | None, float | None], None]
+"""``(segment, recognition, x_image, fused score)`` per decided speech segment; the scores are
+None when the recognizer rejected the segment or it took the help_call path."""
+
+
 class WakeDetector(Protocol):
     def process(self, chunk: npt.NDArray[np.int16]) -> list[WakeDetection]: ...
 
@@ -187,7 +192,8 @@ class Pipeline:
         self._device = device_id
         self.frames = frames
         self._segmenter = segmenter
-        self._recognizer = recognizer
+        self.recognizer = recognizer  # public: ``evaluate`` swaps in a timed wrapper
+        self.on_decision: DecisionHook | None = None
         self._scorer = scorer
         self._fuser = fuser
         self._vision = vision_cfg
@@ -350,9 +356,12 @@ class Pipeline:
         self.decisions.segments += 1
         now = self.settings.current
         started = time.perf_counter_ns()
-        rec = self._recognizer.recognize(seg.samples)
+        rec = self.recognizer.recognize(seg.samples)
         self.times.add("speech_segment", started)
         span = f"{seg.start_ns / 1e9:.2f}-{seg.end_ns / 1e9:.2f}s"
+        unfused = rec.intent is None or (self._help is not None and rec.intent == self._help.intent)
+        if self.on_decision is not None and unfused:
+            self.on_decision(seg, rec, None, None)
         if rec.intent is None:
             self.decisions.rejected_speech += 1
             _LOGGER.info("speech %s is not a command (%s)", span, rec.reason or "no intent")
@@ -375,6 +384,8 @@ class Pipeline:
         # someone glimpsed for one frame scores low.
         x_image = sum(in_view) / len(scores) if scores else 0.0
         fused = self._fuser(x_image, rec.confidence)
+        if self.on_decision is not None:
+            self.on_decision(seg, rec, x_image, fused.score)
         if now.require_person and not in_view:
             self.decisions.nobody_in_view += 1
             _LOGGER.info(

@@ -10,6 +10,8 @@ dev=0
 
 pkgs=(python3 python3-venv python3-dev gcc portaudio19-dev mosquitto)
 [ "$dev" = 1 ] && pkgs+=(espeak-ng sox pocketsphinx-testdata alsa-utils)
+# More synthetic voice families (agent/training/voices.py): Festival's ked, flite (evaluation only).
+[ "$dev" = 1 ] && pkgs+=(festival festvox-kdlpc16k flite)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -225,7 +225,7 @@ def recognizer() -> Any:
     from agent.config.speech import SpeechConfig
     from agent.extractors.speech import build_recognizer
 
-    return build_recognizer(SpeechConfig(), INTENTS)
+    return build_recognizer(SpeechConfig(engine="pocketsphinx"), INTENTS)
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,8 @@ from agent.errors import ConfigError, ExtractorError
 from agent.extractors.speech import IntentRecognizer, build_recognizer, normalize_phrase
 
 TESTDATA = Path("/usr/share/pocketsphinx/test/data")
+PS = SpeechConfig(engine="pocketsphinx")  # the tests below are about this engine
+
 INTENTS = {
     "light_on": ["Turn on the light!", "lights on"],
     "light_off": ["turn off the light", "lights off"],
@@ -71,13 +73,13 @@ def read_pcm(path: Path) -> npt.NDArray[np.int16]:
 
 @pytest.fixture(scope="module")
 def recognizer() -> IntentRecognizer:
-    return build_recognizer(SpeechConfig(), INTENTS)
+    return build_recognizer(PS, INTENTS)
 
 
 @pytest.fixture(scope="module")
 def acoustic_only() -> IntentRecognizer:
     # Duration gate off: rejection must come from the acoustic test alone.
-    return build_recognizer(SpeechConfig(max_phrase_seconds=30.0), INTENTS)
+    return build_recognizer(SpeechConfig(engine="pocketsphinx", max_phrase_seconds=30.0), INTENTS)
 
 
 # ------------------------------------------------------------------ config and construction
@@ -85,7 +87,8 @@ def acoustic_only() -> IntentRecognizer:
 
 def test_config_defaults_and_validation(tmp_path: Path) -> None:
     cfg = SpeechConfig()
-    assert cfg.engine == "pocketsphinx" and cfg.min_confidence == 0.5
+    assert cfg.engine == "command_model" and cfg.min_confidence == 0.5
+    assert cfg.command_model == "speech_command_int8" and cfg.command_threshold is None
     with pytest.raises(ValidationError, match="vosk_model is required"):
         SpeechConfig(engine="vosk")
     with pytest.raises(ValidationError):
@@ -103,14 +106,14 @@ def test_normalize_phrase() -> None:
 
 def test_unknown_word_is_a_config_error_naming_it() -> None:
     with pytest.raises(ConfigError, match="blorptastic"):
-        build_recognizer(SpeechConfig(), {"x": ["turn on the blorptastic"]})
+        build_recognizer(PS, {"x": ["turn on the blorptastic"]})
 
 
 def test_phrase_shared_by_two_intents_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="lights on"):
-        build_recognizer(SpeechConfig(), {"a": ["lights on"], "b": ["Lights on."]})
+        build_recognizer(PS, {"a": ["lights on"], "b": ["Lights on."]})
     with pytest.raises(ConfigError, match="no intents"):
-        build_recognizer(SpeechConfig(), {})
+        build_recognizer(PS, {})
 
 
 def test_missing_vosk_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -225,7 +228,7 @@ def test_real_recordings_are_rejected(acoustic_only: IntentRecognizer, path: Pat
 @pytest.mark.skipif(not (TESTDATA / "goforward.raw").exists(), reason="no pocketsphinx-testdata")
 def test_real_speech_command_is_recognized() -> None:
     rec = build_recognizer(
-        SpeechConfig(),
+        PS,
         {"forward": ["go forward ten meters"], "backward": ["go backward ten meters"]},
     )
     r = rec.recognize(pad(read_pcm(TESTDATA / "goforward.raw")))

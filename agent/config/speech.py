@@ -20,11 +20,30 @@ class SpeechConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    engine: Literal["pocketsphinx", "vosk"] = Field(
-        "pocketsphinx",
+    engine: Literal["command_model", "pocketsphinx", "vosk"] = Field(
+        "command_model",
         description=(
-            "Recognition engine. 'pocketsphinx' uses the bundled US-English model; 'vosk' needs "
+            "Recognition engine. 'command_model' is the project's trained int8 command model "
+            "(`command_model` in the model store; `edge-agent train` makes one for your "
+            "phrases); 'pocketsphinx' uses its bundled US-English model; 'vosk' needs "
             "`vosk_model` and the optional dependency (pip install 'edge-agent[vosk]')."
+        ),
+    )
+    command_model: str = Field(
+        "speech_command_int8",
+        min_length=1,
+        description=(
+            "command_model: the head's name in the model store. Every configured phrase must "
+            "be one it was trained on (`edge-agent train --config ...` makes one)."
+        ),
+    )
+    command_threshold: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description=(
+            "command_model: probability a phrase needs; null = the threshold tuned at training "
+            "time (in the model's manifest). Higher: fewer false commands, more missed ones."
         ),
     )
     vosk_model: Path | None = Field(

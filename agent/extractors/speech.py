@@ -4,7 +4,10 @@ A grammar decoder alone maps *any* speech onto its closest phrase (measured: a L
 sentence became a command, "turn off the light" became "turn on the light"). Each engine
 therefore adds a rejection test, chosen by measuring with ``scripts/eval_speech.py``:
 
-pocketsphinx (default)
+command_model (default; ``agent.extractors.command``)
+    the project's trained int8 head over a speech embedding, with an explicit "other" class
+    learned from near misses and unrelated speech.
+pocketsphinx
     1. duration gate (``min/max_phrase_seconds``);
     2. grammar pass over all phrases → best phrase and its word segmentation;
     3. phone-loop pass (allphone search, uniform phone probabilities) → for every recognized
@@ -39,8 +42,10 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from agent.config.runtimes import RuntimesConfig
 from agent.config.speech import SpeechConfig
 from agent.errors import ConfigError, ExtractorError
+from agent.models.store import ModelStore
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -384,11 +389,20 @@ class VoskRecognizer:
         return Recognition(intent, text, conf, self.model)
 
 
-def build_recognizer(cfg: SpeechConfig, intents: Mapping[str, Sequence[str]]) -> IntentRecognizer:
+def build_recognizer(
+    cfg: SpeechConfig,
+    intents: Mapping[str, Sequence[str]],
+    store: ModelStore | None = None,
+    runtimes: RuntimesConfig | None = None,
+) -> IntentRecognizer:
     """Create the configured engine once; reuse it for every segment."""
     if cfg.engine == "vosk":
         return VoskRecognizer(cfg, intents)
-    return PocketsphinxRecognizer(cfg, intents)
+    if cfg.engine == "pocketsphinx":
+        return PocketsphinxRecognizer(cfg, intents)
+    from agent.extractors.command import CommandModelRecognizer
+
+    return CommandModelRecognizer(cfg, intents, store or ModelStore(), runtimes)
 
 
 __all__ = [

@@ -1,0 +1,1 @@
+"""Training and evaluation material for the command recognizer (voices, augmentation)."""

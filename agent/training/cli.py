@@ -1,0 +1,121 @@
+"""``edge-agent train`` and ``edge-agent enroll``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from agent.config.loader import load_config
+from agent.config.schema import AgentConfig
+from agent.errors import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "agent.example.yaml"
+
+
+def _state_dir() -> Path:
+    base = os.environ.get("STATE_DIRECTORY")
+    return Path(base.split(":")[0]) if base else Path("~/.local/state/edge-agent").expanduser()
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    tr = sub.add_parser(
+        "train",
+        help="train the int8 command model for the config's phrases (synthetic voices "
+        "+ optional enrolled recordings); writes a bundle for `models install`",
+    )
+    tr.add_argument("--config", "-c", type=Path, help="config YAML (its intents)")
+    tr.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    tr.add_argument("--enrollment", type=Path, help="folder written by `edge-agent enroll`")
+    tr.add_argument("--quick", action="store_true", help="a small data set (minutes, for tests)")
+    tr.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes")
+    tr.add_argument("--epochs", type=int, help="training epochs (default 40)")
+    tr.add_argument("--seed", type=int, default=8)
+    tr.add_argument("--cache", type=Path, help="reuse/keep features here (same recipe)")
+    tr.add_argument("--version", default="1.0.0", help="version written to the manifest")
+    tr.add_argument("--models", type=Path, help="model store with the speech front end")
+
+    en = sub.add_parser(
+        "enroll",
+        help="record a phrase a few times (files or the live microphone) for `train`",
+    )
+    en.add_argument("--config", "-c", type=Path, help="config YAML (phrases, microphone, VAD)")
+    en.add_argument("--phrase", required=True, help="one of the configured phrases")
+    en.add_argument("--takes", type=int, default=5, help="takes from the microphone")
+    en.add_argument("--files", type=Path, nargs="+", help="WAV files instead of the microphone")
+    en.add_argument("--dir", type=Path, help="enrollment folder (default: state dir/enroll)")
+
+
+def _load(path: Path | None) -> AgentConfig:
+    if path is not None:
+        return load_config(path)
+    if DEFAULT_CONFIG.is_file():
+        return load_config(DEFAULT_CONFIG)
+    return AgentConfig()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from agent.models.store import ModelStore
+    from agent.training.dataset import Recipe
+    from agent.training.train import TrainOptions, run_train
+
+    cfg = _load(args.config)
+    intents = {k: list(v) for k, v in cfg.intents.items()}
+    if args.quick:
+        recipe = Recipe(
+            positives_per_phrase=24,
+            near_misses=60,
+            other_commands=40,
+            partials=30,
+            word_salad=60,
+            noise_only=10,
+            seed=args.seed,
+        )
+        opts = TrainOptions(epochs=args.epochs or 8, seed=args.seed)
+    else:
+        recipe = Recipe(seed=args.seed)
+        opts = TrainOptions(epochs=args.epochs or 40, seed=args.seed)
+    result = run_train(
+        intents,
+        args.out,
+        models_dir=args.models or cfg.models.dir or ModelStore().root,
+        recipe=recipe,
+        opts=opts,
+        workers=max(1, args.workers),
+        version=args.version,
+        enrollment=args.enrollment,
+        cache=args.cache,
+    )
+    print(
+        json.dumps(
+            {
+                "bundle": str(result.bundle),
+                "examples": result.examples,
+                "threshold": result.threshold,
+                "tuning_voices": result.tune,
+                "seconds": round(result.seconds, 1),
+            },
+            indent=2,
+        )
+    )
+    print(f"install with: edge-agent models install {result.bundle}")
+    return 0
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from agent.training.enroll import enroll_files, enroll_microphone
+
+    cfg = _load(args.config)
+    root = args.dir or _state_dir() / "enroll"
+    if args.takes < 1:
+        raise ConfigError(["enroll: --takes must be at least 1"])
+    if args.files:
+        written = enroll_files(cfg, root, args.phrase, list(args.files))
+    else:
+        written = enroll_microphone(cfg, root, args.phrase, args.takes)
+    print(f"{len(written)} take(s) in {root}; train with: edge-agent train --enrollment {root}")
+    return 0 if written else 1
+
+
+__all__ = ["add_parsers", "cmd_enroll", "cmd_train"]
