@@ -196,7 +196,7 @@ def main() -> int:
             commands, negatives = english_set(tmp)
             oog = [s for s in negatives if s[0].startswith("oog:")]
             real = [s for s in negatives if s[0].startswith("real:")]
-            cfg = SpeechConfig(**extra)  # type: ignore[arg-type]
+            cfg = SpeechConfig(engine="pocketsphinx", **extra)  # type: ignore[arg-type]
             sets = {
                 "espeak commands": commands,
                 "espeak out-of-grammar": oog,
