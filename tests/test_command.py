@@ -173,3 +173,44 @@ def test_train_quick_writes_an_installable_bundle(tmp_path: Path) -> None:
         CFG, {"light_on": ["turn on the light"], "help": ["help me"]}, store
     )
     assert rec.recognize(np.zeros(16000, np.int16)).intent is None
+
+
+@needs_espeak
+def test_enroll_from_the_microphone_through_portaudio(tmp_path: Path) -> None:
+    # The real PortAudio path: an ALSA `file` device reads a FIFO fed at real time.
+    pytest.importorskip("pyaudio")
+    import os
+    import sys
+
+    from agent.sources.testbed import alsa_file_mic, make_fifo, start_feeder, stop
+
+    gap = np.zeros(16000, dtype=np.int16)
+    take = speak("turn off the fan")
+    raw = tmp_path / "takes.raw"
+    raw.write_bytes(np.concatenate([gap, take, gap, gap, take, gap]).astype("<i2").tobytes())
+    fifo = make_fifo(tmp_path / "mic.fifo")
+    alsa_file_mic(tmp_path, fifo)
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        'microphone:\n  source: default\nintents:\n  fan_off: ["turn off the fan"]\n', "utf-8"
+    )
+    feeder = start_feeder(fifo, seconds=60, raw=raw)
+    try:
+        res = subprocess.run(
+            [sys.executable, "-m", "agent", "enroll", "--config", str(config), "--phrase",
+             "turn off the fan", "--takes", "2", "--dir", str(tmp_path / "enroll")],
+            env={**os.environ, "HOME": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )  # fmt: skip
+    finally:
+        stop(feeder)
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    takes = sorted((tmp_path / "enroll" / "turn_off_the_fan").glob("take-*.wav"))
+    assert [t.name for t in takes] == ["take-001.wav", "take-002.wav"]
+    for t in takes:
+        with wave.open(str(t)) as w:
+            seconds = w.getnframes() / w.getframerate()
+        assert 0.5 * len(take) / 16000 < seconds < len(take) / 16000 + 1.0

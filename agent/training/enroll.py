@@ -110,12 +110,15 @@ def enroll_microphone(
     from agent.sources.microphone import PyAudioMicrophone
 
     wanted = check_phrase(cfg, phrase)
+    session, _ = ModelStore(cfg.models.dir).load(cfg.vad.model, runtimes=cfg.runtimes)
+    vad = SileroVad(session)  # loaded before the microphone opens: no audio waits on it
     mic = PyAudioMicrophone(cfg.microphone, MonotonicClock())
     written: list[Path] = []
     try:
         for n in range(takes):
             print(f"take {n + 1}/{takes}: say {wanted!r} now", flush=True)
-            seg = _segmenter(cfg)
+            vad.reset()
+            seg = Segmenter(cfg.vad, vad)
             found: SpeechSegment | None = None
             deadline = time.monotonic() + timeout_s
             while found is None and time.monotonic() < deadline:
