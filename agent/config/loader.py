@@ -18,6 +18,8 @@ from agent.config.schema import AgentConfig
 from agent.errors import ConfigError
 
 _WORD_IN = re.compile(r"word '([^']+)'")
+_PHRASE_IN = re.compile(r"phrase '([^']+)'")
+_PUNCT = re.compile(r"[^\w\s']")  # as agent.extractors.speech.normalize_phrase
 PASSWORD_ENV = "EDGE_AGENT_MQTT_PASSWORD"
 PASSWORD_FILE_ENV = "EDGE_AGENT_MQTT_PASSWORD_FILE"  # systemd: %d/<credential>
 
@@ -121,11 +123,15 @@ def locate_words(problems: list[str], path: Path) -> list[str]:
     out = []
     for problem in problems:
         word = _WORD_IN.search(problem)
+        whole = _PHRASE_IN.search(problem)
         where = None
-        if word and isinstance(intents, dict):
+        if (word or whole) and isinstance(intents, dict):
             for intent, phrases in intents.items():
                 for i, phrase in enumerate(phrases or []):
-                    if word.group(1) in str(phrase).lower().split():
+                    text = " ".join(_PUNCT.sub(" ", str(phrase).lower()).split())
+                    if (whole and whole.group(1) == text) or (
+                        word and word.group(1) in str(phrase).lower().split()
+                    ):
                         line, col = _position(doc, ("intents", intent, i))
                         where = f"{path}:{line}:{col} intents.{intent}[{i}]"
                         break
