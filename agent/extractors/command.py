@@ -114,7 +114,8 @@ class CommandModelRecognizer:
             raise ConfigError(
                 [
                     f"speech: phrase {p!r} (intent {self._phrases[p]!r}) is not known to the "
-                    f"command model {manifest.ref}; run `edge-agent train` for this config"
+                    f"command model {manifest.ref}; run `edge-agent train` for this config "
+                    "and install the result, or set speech.engine: pocketsphinx"
                     for p in unknown
                 ]
             )
