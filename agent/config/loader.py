@@ -18,7 +18,7 @@ from agent.config.schema import AgentConfig
 from agent.errors import ConfigError
 
 _WORD_IN = re.compile(r"word '([^']+)'")
-_PHRASE_IN = re.compile(r"phrase '([^']+)'")
+_PHRASE_IN = re.compile(r"phrase '(.+?)' \(intent")
 _PUNCT = re.compile(r"[^\w\s']")  # as agent.extractors.speech.normalize_phrase
 PASSWORD_ENV = "EDGE_AGENT_MQTT_PASSWORD"
 PASSWORD_FILE_ENV = "EDGE_AGENT_MQTT_PASSWORD_FILE"  # systemd: %d/<credential>

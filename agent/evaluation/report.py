@@ -215,7 +215,12 @@ def write_html(res: dict[str, Any], path: Path) -> None:
         "<h1>edge-agent evaluate</h1>",
         f"<pre>{html.escape(table(res))}</pre>",
     ]
-    for title, png in _plots(res):
+    try:
+        plots = _plots(res)
+    except ImportError:  # the table still counts; only the pictures need the extra
+        plots = []
+        parts.append("<p>No plots: pip install 'edge-agent[eval]' (matplotlib).</p>")
+    for title, png in plots:
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='' src='data:image/png;base64,{png}'>")
     parts.append("<h2>Voices</h2><pre>")
     parts.append(html.escape(json.dumps(res["meta"].get("voices", {}), indent=1)))

@@ -113,7 +113,7 @@ class CommandModelRecognizer:
         if unknown:
             raise ConfigError(
                 [
-                    f"speech: phrase {p!r} (intent {self._phrases[p]!r}) is not known to the "
+                    f"speech: phrase '{p}' (intent {self._phrases[p]!r}) is not known to the "
                     f"command model {manifest.ref}; run `edge-agent train` for this config "
                     "and install the result, or set speech.engine: pocketsphinx"
                     for p in unknown
@@ -124,6 +124,13 @@ class CommandModelRecognizer:
         )
         self._input = head.inputs[0].name
         self._window = round(self._spec.window_s * SAMPLE_RATE)
+        steps = self._embedder.params.steps(self._window)
+        shape = head.inputs[0].shape
+        if len(shape) != 3 or shape[1] not in (-1, steps):
+            raise ModelError(
+                f"{manifest.ref}: input {shape} does not fit a {self._spec.window_s} s window "
+                f"({steps} embeddings of {self._embedder.model})"
+            )
         self._threshold = (
             cfg.command_threshold if cfg.command_threshold is not None else self._spec.threshold
         )
@@ -143,11 +150,13 @@ class CommandModelRecognizer:
             emb = self._embedder.embed(placed)
             out = self._head.run({self._input: emb[np.newaxis].astype(np.float32)})
         probs = np.asarray(next(iter(out.values())), dtype=np.float32).reshape(-1)
-        if probs.shape[0] != len(self._spec.labels) or not np.all(np.isfinite(probs)):
+        if probs.shape[0] != len(self._spec.labels):
             raise ExtractorError(
                 f"{self.model}: head gave {probs.shape[0]} outputs for "
                 f"{len(self._spec.labels)} labels"
             )
+        if not np.all(np.isfinite(probs)):
+            raise ExtractorError(f"{self.model}: head gave non-finite probabilities")
         return probs
 
     def recognize(self, samples: npt.NDArray[np.int16]) -> Recognition:

@@ -360,7 +360,7 @@ def run_train(
     from agent.extractors.command import HeadSpec  # noqa: F401 (import check)
     from agent.extractors.embedding import EMBEDDING_MODEL, MELSPEC_MODEL
     from agent.training import dataset
-    from agent.training.voices import Voice, family_voices
+    from agent.training.voices import Voice, VoiceUnavailable, family_voices
 
     started = time.monotonic()
     labels = labels_for(intents)
@@ -387,7 +387,12 @@ def run_train(
         seed=recipe.seed + 1,
         family_weights=(("espeak", 1.0),),
     )
-    tune_items = plan(intents, tune_recipe, tune_voices) if tune_voices["espeak"] else []
+    if not tune_voices["espeak"]:
+        # Tuning on training data would pick a threshold that means nothing on new voices.
+        raise VoiceUnavailable(
+            f"the tuning voices ({', '.join(TUNE_ESPEAK)}) are not available: install espeak-ng"
+        )
+    tune_items = plan(intents, tune_recipe, tune_voices)
     kw: dict[str, Any] = {
         "models_dir": models_dir,
         "melspec": MELSPEC_MODEL,
@@ -396,7 +401,11 @@ def run_train(
         "workers": workers,
     }
     described = asdict(recipe) | {"exclude_bases": sorted(recipe.exclude_bases)}
-    key = hashlib.sha256(json.dumps([described, labels], sort_keys=True).encode()).hexdigest()[:16]
+    # The voices found here are part of the data: another machine may lack a family.
+    speakers = sorted(v.speaker + repr(v.params) for vs in voices.values() for v in vs)
+    key = hashlib.sha256(
+        json.dumps([described, labels, speakers], sort_keys=True).encode()
+    ).hexdigest()[:16]
     cached = cache / f"features-{key}.npz" if cache else None
     if cached is not None and cached.is_file():
         data = np.load(cached)
@@ -425,7 +434,7 @@ def run_train(
     rng = np.random.default_rng(opts.seed)
     calib = x[rng.choice(len(x), size=min(400, len(x)), replace=False)]
     quantize_head(float_path, int8_path, calib)
-    eval_x, eval_y = (tx, ty) if len(ty) else (x[:2000], y[:2000])
+    eval_x, eval_y = tx, ty
     p_float = run_onnx(float_path, eval_x)
     p_int8 = run_onnx(int8_path, eval_x)
     threshold, tune = choose_threshold(p_int8, eval_y, opts.max_false_accept)

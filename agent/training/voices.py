@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from agent.errors import EdgeAgentError
 from agent.training.augment import resample, to_int16
 
 RATE = 16_000
@@ -53,7 +54,7 @@ EVAL_ONLY_FAMILIES = frozenset({"flite", "piper"})  # never used for training or
 _TIMEOUT_S = 60.0
 
 
-class VoiceUnavailable(Exception):
+class VoiceUnavailable(EdgeAgentError):
     """The engine or voice is not installed here; the message says how to install it."""
 
 
