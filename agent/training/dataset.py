@@ -313,11 +313,21 @@ def featurize_recordings(
     feats: list[npt.NDArray[np.float32]] = []
     labels: list[int] = []
     ctx = multiprocessing.get_context("spawn")  # engines loaded in the parent must not be forked
+    dropped = 0
     with ctx.Pool(max(1, workers), initializer=_init_worker, initargs=args) as pool:
         for x, y in pool.imap(_featurize_recording, jobs, chunksize=8):
             if x is not None:
                 feats.append(x)
                 labels.append(y)
+            else:
+                dropped += 1
+    if dropped:
+        _LOGGER.warning(
+            "%d of %d augmented enrolled copies did not fit the %.1f s window (takes too long?)",
+            dropped,
+            len(jobs),
+            window_s,
+        )
     if not feats:
         raise VoiceUnavailable("no enrolled recording fits the command window")
     return np.stack(feats), np.asarray(labels, dtype=np.int64)

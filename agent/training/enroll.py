@@ -48,7 +48,18 @@ def read_enrollment(root: Path) -> Iterator[tuple[str, npt.NDArray[np.int16]]]:
             yield phrase, read_wav(take)
 
 
+MAX_TAKE_S = 3.0  # the command model's window: a longer take cannot be trained on
+
+
 def write_take(root: Path, phrase: str, samples: npt.NDArray[np.int16]) -> Path:
+    if len(samples) > MAX_TAKE_S * AUDIO_RATE:
+        _LOGGER.warning(
+            "take of %r is %.1f s, longer than the command model's %.0f s window: "
+            "`train` will skip it; leave less silence and noise around the phrase",
+            phrase,
+            len(samples) / AUDIO_RATE,
+            MAX_TAKE_S,
+        )
     folder = phrase_dir(root, phrase)
     folder.mkdir(parents=True, exist_ok=True)
     numbers = [int(m.group(1)) for p in folder.iterdir() if (m := _TAKE.match(p.name))]
