@@ -23,8 +23,10 @@ def test_backoff_doubles_caps_and_jitters() -> None:
     delays = [b.next() for _ in range(8)]
     bases = [1, 2, 4, 8, 8, 8, 8, 8]
     for d, base in zip(delays, bases, strict=True):
-        assert base * 0.8 <= d <= base * 1.2
+        assert base * 0.8 <= d <= min(base * 1.2, 8.0)  # never above the cap
     assert len({round(d, 6) for d in delays[3:]}) > 1  # jittered, not lock-step
+    capped = Backoff(1.0, 30.0, jitter=0.2, rng=random.Random(7))
+    assert max(capped.next() for _ in range(200)) <= 30.0
     b.reset()
     assert 0.8 <= b.next() <= 1.2
 

@@ -32,7 +32,10 @@ AudioOpener = Callable[[MicrophoneConfig, Clock], AudioSource]
 
 
 class Backoff:
-    """Capped exponential backoff with +/- ``jitter`` fraction of random spread."""
+    """Capped exponential backoff with +/- ``jitter`` fraction of random spread.
+
+    The cap holds after jitter too: ``backoff_max_s: 30`` never waits 35 s.
+    """
 
     def __init__(
         self, initial: float, maximum: float, jitter: float = 0.2, rng: random.Random | None = None
@@ -49,7 +52,7 @@ class Backoff:
     def next(self) -> float:
         base = self._next
         self._next = min(self._next * 2, self._max)
-        return max(0.0, base * (1 + self._rng.uniform(-self._jitter, self._jitter)))
+        return min(self._max, max(0.0, base * (1 + self._rng.uniform(-self._jitter, self._jitter))))
 
 
 class LatestFrame:
