@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -305,14 +305,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def _training(name: str) -> Callable[[argparse.Namespace], int]:
-    def handler(args: argparse.Namespace) -> int:
-        from agent.training import cli as training_cli
+def cmd_train(args: argparse.Namespace) -> int:
+    from agent.training.cli import cmd_train as run
 
-        fn: Callable[[argparse.Namespace], int] = getattr(training_cli, name)
-        return fn(args)
+    return run(args)
 
-    return handler
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from agent.training.cli import cmd_enroll as run
+
+    return run(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -328,8 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "models": cmd_models,
         "bench": cmd_bench,
         "devices": cmd_devices,
-        "train": _training("cmd_train"),
-        "enroll": _training("cmd_enroll"),
+        "train": cmd_train,
+        "enroll": cmd_enroll,
         "evaluate": cmd_evaluate,
     }
     try:

@@ -10,16 +10,20 @@ espeak voices) and evaluation sentences never appear here.
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from agent.evaluation.corpus import TUNE_ESPEAK, is_training_voice, split_of
 from agent.extractors.command import OTHER, fit_window
+from agent.extractors.embedding import SpeechEmbedder
 from agent.extractors.speech import SAMPLE_RATE, normalize_phrase
 from agent.training import augment
 from agent.training.texts import EVAL_NEAR_MISSES, TRAIN_NEAR_MISSES
@@ -59,7 +63,6 @@ class Recipe:
         ("festival", 0.12),
         ("kokoro", 0.13),
     )
-    exclude_bases: frozenset[str] = field(default_factory=frozenset)
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,11 @@ def labels_for(intents: dict[str, list[str]]) -> list[str]:
 
 
 def training_voices(recipe: Recipe) -> dict[str, list[Voice]]:
-    """Usable voices per family, without evaluation-only families or held-out speakers."""
+    """Usable voices per family, without evaluation-only families or held-out speakers.
+
+    The evaluation corpus decides what is held out (``split_of``), so the two sides cannot
+    disagree about a voice.
+    """
     found: dict[str, list[Voice]] = {}
     for family in recipe.families:
         if family in EVAL_ONLY_FAMILIES:
@@ -89,12 +96,23 @@ def training_voices(recipe: Recipe) -> dict[str, list[Voice]]:
         except VoiceUnavailable as err:
             _LOGGER.warning("training without %s voices: %s", family, err)
             continue
-        kept = [v for v in voices if v.name.split("+")[0] not in recipe.exclude_bases]
+        kept = [v for v in voices if is_training_voice(v)]
         if kept:
             found[family] = kept
     if not found:
         raise VoiceUnavailable("no training voices available (install espeak-ng)")
     return found
+
+
+def tuning_voices() -> dict[str, list[Voice]]:
+    """The voices the threshold is chosen on: never trained on, never in the test split."""
+    tune = [v for v in family_voices("espeak") if split_of(v) == "tune"]
+    if not tune:
+        # Tuning on training data would pick a threshold that means nothing on new voices.
+        raise VoiceUnavailable(
+            f"the tuning voices ({', '.join(TUNE_ESPEAK)}) are not available: install espeak-ng"
+        )
+    return {"espeak": tune}
 
 
 def _negative_texts(
@@ -139,6 +157,7 @@ def _negative_texts(
             yield t
 
 
+@functools.cache  # read once per process: plan() runs for training and for tuning
 def _dictionary_words() -> list[str]:
     """Plain English words from the pocketsphinx dictionary (ships in its wheel)."""
     import pocketsphinx
@@ -234,7 +253,6 @@ _WORKER: dict[str, object] = {}
 def _init_worker(models_dir: str, melspec: str, embedding: str, window: int) -> None:
     # One embedder per worker process, on one thread: the workers are the parallelism.
     from agent.config.runtimes import RuntimesConfig
-    from agent.extractors.embedding import SpeechEmbedder
     from agent.models.store import ModelStore
 
     runtimes = RuntimesConfig.model_validate({"onnx": {"threads": 1}})
@@ -244,83 +262,84 @@ def _init_worker(models_dir: str, melspec: str, embedding: str, window: int) -> 
     _WORKER["window"] = window
 
 
-def _featurize_one(item: Item) -> tuple[npt.NDArray[np.float32] | None, int]:
-    from agent.extractors.embedding import SpeechEmbedder
-
-    embedder = _WORKER["embedder"]
-    window = _WORKER["window"]
+def _worker_state() -> tuple[SpeechEmbedder, int]:
+    embedder, window = _WORKER["embedder"], _WORKER["window"]
     assert isinstance(embedder, SpeechEmbedder) and isinstance(window, int)
+    return embedder, window
+
+
+def _featurize_one(item: Item) -> tuple[npt.NDArray[np.float32] | None, int]:
+    embedder, window = _worker_state()
     audio = render(item, window)
     if audio is None:
         return None, item.label
     return embedder.embed(audio).astype(np.float32), item.label
 
 
-def featurize(
-    items: Sequence[Item],
-    *,
-    models_dir: Path,
-    melspec: str,
-    embedding: str,
-    window_s: float,
-    workers: int,
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """Render and embed every item (in ``workers`` processes); drops items that failed."""
-    window = round(window_s * SAMPLE_RATE)
-    args = (str(models_dir), melspec, embedding, window)
-    feats: list[npt.NDArray[np.float32]] = []
-    labels: list[int] = []
-    ctx = multiprocessing.get_context("spawn")  # engines loaded in the parent must not be forked
-    with ctx.Pool(max(1, workers), initializer=_init_worker, initargs=args) as pool:
-        for k, (x, y) in enumerate(pool.imap(_featurize_one, items, chunksize=16)):
-            if x is not None:
-                feats.append(x)
-                labels.append(y)
-            if (k + 1) % 2000 == 0:
-                _LOGGER.info("featurized %d/%d", k + 1, len(items))
-    if not feats:
-        raise VoiceUnavailable("no example could be synthesized")
-    return np.stack(feats), np.asarray(labels, dtype=np.int64)
-
-
 def _featurize_recording(
     job: tuple[npt.NDArray[np.int16], int, int],
 ) -> tuple[npt.NDArray[np.float32] | None, int]:
-    from agent.extractors.embedding import SpeechEmbedder
-
+    embedder, window = _worker_state()
     audio, label, seed = job
-    embedder = _WORKER["embedder"]
-    window = _WORKER["window"]
-    assert isinstance(embedder, SpeechEmbedder) and isinstance(window, int)
     placed = vary(audio, np.random.default_rng(seed), label, window, warp=False)
     if placed is None:
         return None, label
     return embedder.embed(placed).astype(np.float32), label
 
 
-def featurize_recordings(
-    jobs: Sequence[tuple[npt.NDArray[np.int16], int, int]],
+Job = TypeVar("Job")
+
+
+def _embed_all(
+    work: Callable[[Job], tuple[npt.NDArray[np.float32] | None, int]],
+    jobs: Sequence[Job],
     *,
     models_dir: Path,
     melspec: str,
     embedding: str,
     window_s: float,
     workers: int,
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """Augmented copies of real recordings (enrollment), embedded like ``featurize``."""
+    chunksize: int,
+) -> tuple[list[npt.NDArray[np.float32]], list[int], int]:
+    """Run ``work`` over ``jobs`` in worker processes: (features, labels, dropped)."""
     window = round(window_s * SAMPLE_RATE)
     args = (str(models_dir), melspec, embedding, window)
     feats: list[npt.NDArray[np.float32]] = []
     labels: list[int] = []
-    ctx = multiprocessing.get_context("spawn")  # engines loaded in the parent must not be forked
     dropped = 0
+    ctx = multiprocessing.get_context("spawn")  # engines loaded in the parent must not be forked
     with ctx.Pool(max(1, workers), initializer=_init_worker, initargs=args) as pool:
-        for x, y in pool.imap(_featurize_recording, jobs, chunksize=8):
-            if x is not None:
+        for k, (x, y) in enumerate(pool.imap(work, jobs, chunksize=chunksize)):
+            if x is None:
+                dropped += 1
+            else:
                 feats.append(x)
                 labels.append(y)
-            else:
-                dropped += 1
+            if (k + 1) % 2000 == 0:
+                _LOGGER.info("featurized %d/%d", k + 1, len(jobs))
+    return feats, labels, dropped
+
+
+def featurize(
+    items: Sequence[Item], *, window_s: float, **kw: Any
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Render and embed every item (in ``workers`` processes); drops items that failed.
+
+    ``kw``: ``models_dir``, ``melspec``, ``embedding``, ``workers`` of :func:`_embed_all`.
+    """
+    feats, labels, _ = _embed_all(_featurize_one, items, window_s=window_s, chunksize=16, **kw)
+    if not feats:
+        raise VoiceUnavailable("no example could be synthesized")
+    return np.stack(feats), np.asarray(labels, dtype=np.int64)
+
+
+def featurize_recordings(
+    jobs: Sequence[tuple[npt.NDArray[np.int16], int, int]], *, window_s: float, **kw: Any
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Augmented copies of real recordings (enrollment), embedded like ``featurize``."""
+    feats, labels, dropped = _embed_all(
+        _featurize_recording, jobs, window_s=window_s, chunksize=8, **kw
+    )
     if dropped:
         _LOGGER.warning(
             "%d of %d augmented enrolled copies did not fit the %.1f s window (takes too long?)",

@@ -72,14 +72,20 @@ def write_take(root: Path, phrase: str, samples: npt.NDArray[np.int16]) -> Path:
     return path
 
 
-def _segmenter(cfg: AgentConfig) -> Segmenter:
+def load_vad(cfg: AgentConfig) -> SileroVad:
+    """The configured VAD, loaded once per command (not once per take or file)."""
     session, _ = ModelStore(cfg.models.dir).load(cfg.vad.model, runtimes=cfg.runtimes)
-    return Segmenter(cfg.vad, SileroVad(session))
+    return SileroVad(session)
 
 
-def cut(cfg: AgentConfig, samples: npt.NDArray[np.int16]) -> list[SpeechSegment]:
+def _segmenter(cfg: AgentConfig, vad: SileroVad) -> Segmenter:
+    vad.reset()  # each take or file starts a new stream
+    return Segmenter(cfg.vad, vad)
+
+
+def cut(cfg: AgentConfig, vad: SileroVad, samples: npt.NDArray[np.int16]) -> list[SpeechSegment]:
     """VAD segments of a recording, as the running agent would cut them."""
-    seg = _segmenter(cfg)
+    seg = _segmenter(cfg, vad)
     out: list[SpeechSegment] = []
     for k in range(0, len(samples), CHUNK):
         part = samples[k : k + CHUNK]
@@ -103,9 +109,10 @@ def check_phrase(cfg: AgentConfig, phrase: str) -> str:
 def enroll_files(cfg: AgentConfig, root: Path, phrase: str, files: list[Path]) -> list[Path]:
     """One take per file: the longest speech segment the VAD finds in it."""
     wanted = check_phrase(cfg, phrase)
+    vad = load_vad(cfg)
     written = []
     for f in files:
-        best = longest(cut(cfg, read_wav(f)))
+        best = longest(cut(cfg, vad, read_wav(f)))
         if best is None:
             _LOGGER.warning("%s: no speech found; skipped", f)
             continue
@@ -121,15 +128,13 @@ def enroll_microphone(
     from agent.sources.microphone import PyAudioMicrophone
 
     wanted = check_phrase(cfg, phrase)
-    session, _ = ModelStore(cfg.models.dir).load(cfg.vad.model, runtimes=cfg.runtimes)
-    vad = SileroVad(session)  # loaded before the microphone opens: no audio waits on it
+    vad = load_vad(cfg)  # before the microphone opens: no audio waits on it
     mic = PyAudioMicrophone(cfg.microphone, MonotonicClock())
     written: list[Path] = []
     try:
         for n in range(takes):
             print(f"take {n + 1}/{takes}: say {wanted!r} now", flush=True)
-            vad.reset()
-            seg = Segmenter(cfg.vad, vad)
+            seg = _segmenter(cfg, vad)
             found: SpeechSegment | None = None
             deadline = time.monotonic() + timeout_s
             while found is None and time.monotonic() < deadline:

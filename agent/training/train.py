@@ -18,6 +18,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -356,26 +357,18 @@ def run_train(
     cache: Path | None = None,
 ) -> TrainResult:
     """Synthesize → embed → train → int8 → threshold on the tuning voices → bundle."""
-    from agent.evaluation.corpus import HELD_OUT_ESPEAK, TUNE_ESPEAK
-    from agent.extractors.command import HeadSpec  # noqa: F401 (import check)
+    from agent.evaluation.corpus import EXCLUDED_FROM_TRAINING, TUNE_ESPEAK
     from agent.extractors.embedding import EMBEDDING_MODEL, MELSPEC_MODEL
     from agent.training import dataset
-    from agent.training.voices import Voice, VoiceUnavailable, family_voices
 
     started = time.monotonic()
     labels = labels_for(intents)
-    held = frozenset(HELD_OUT_ESPEAK) | frozenset(TUNE_ESPEAK)
-    recipe = replace(recipe, exclude_bases=held)
     voices = training_voices(recipe)
     _LOGGER.info(
         "training voices: %s", ", ".join(f"{f} {len(v)}" for f, v in sorted(voices.items()))
     )
     items = plan(intents, recipe, voices)
-    tune_voices: dict[str, list[Voice]] = {
-        "espeak": [
-            v for v in family_voices("espeak") if v.name.split("+")[0] in TUNE_ESPEAK
-        ]
-    }
+    tune_voices = dataset.tuning_voices()
     tune_recipe = replace(
         recipe,
         positives_per_phrase=max(8, recipe.positives_per_phrase // 8),
@@ -387,11 +380,6 @@ def run_train(
         seed=recipe.seed + 1,
         family_weights=(("espeak", 1.0),),
     )
-    if not tune_voices["espeak"]:
-        # Tuning on training data would pick a threshold that means nothing on new voices.
-        raise VoiceUnavailable(
-            f"the tuning voices ({', '.join(TUNE_ESPEAK)}) are not available: install espeak-ng"
-        )
     tune_items = plan(intents, tune_recipe, tune_voices)
     kw: dict[str, Any] = {
         "models_dir": models_dir,
@@ -400,11 +388,10 @@ def run_train(
         "window_s": recipe.window_s,
         "workers": workers,
     }
-    described = asdict(recipe) | {"exclude_bases": sorted(recipe.exclude_bases)}
     # The voices found here are part of the data: another machine may lack a family.
     speakers = sorted(v.speaker + repr(v.params) for vs in voices.values() for v in vs)
     key = hashlib.sha256(
-        json.dumps([described, labels, speakers], sort_keys=True).encode()
+        json.dumps([asdict(recipe), labels, speakers], sort_keys=True).encode()
     ).hexdigest()[:16]
     cached = cache / f"features-{key}.npz" if cache else None
     if cached is not None and cached.is_file():
@@ -449,7 +436,8 @@ def run_train(
         "int8": tune,
         "float": tune_float,
         "int8_float_decision_agreement": agree,
-        "recipe": asdict(recipe) | {"exclude_bases": sorted(recipe.exclude_bases)},
+        "recipe": asdict(recipe),
+        "excluded_from_training": sorted(EXCLUDED_FROM_TRAINING),
         "options": asdict(opts),
         "evaluate": "edge-agent evaluate (held-out voice families; see the closing note)",
     }
@@ -467,9 +455,7 @@ def run_train(
         int8_path=int8_path,
         accuracy=accuracy,
     )
-    for f in work.iterdir():
-        f.unlink()
-    work.rmdir()
+    shutil.rmtree(work)
     return TrainResult(bundle, threshold, tune, time.monotonic() - started, len(y))
 
 
