@@ -10,23 +10,25 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from agent.config.schema import AgentConfig
 from agent.core.clock import MonotonicClock
+from agent.core.settings import RuntimeSettings, Settings
 from agent.errors import ConfigError
-from agent.extractors.pose import PoseEstimator
 from agent.extractors.speech import build_recognizer
 from agent.extractors.vad import Segmenter, SileroVad
 from agent.extractors.vision import FaceDetector
-from agent.fusion.help import HelpRule
 from agent.fusion.weighted import WeightedSum
 from agent.health.notify import Heartbeats, Notifier, Watchdog
 from agent.models.store import ModelStore
-from agent.pipeline import HelpParts, Models, Pipeline, Presence, WakeParts
+from agent.pipeline import Decisions, Pipeline, Presence, StageTimes
 from agent.publish.sink import JsonLinesSink, Sink
+from agent.rules.base import Models, Parts, RuleContext, Window
+from agent.rules.registry import build_rules
 from agent.sources.files import VideoFileSource, WavFileSource
 from agent.sources.supervisor import Capture
 from agent.sync.ring import FrameRing
@@ -47,62 +49,37 @@ def build_pipeline(
     )
     detector = FaceDetector(vis_session, vis_manifest.preprocess, vis_manifest.postprocess)
     recognizer = build_recognizer(cfg.speech, cfg.intents, store, cfg.runtimes)
-    help_parts = None
-    help_cfg = cfg.events.help_call
-    if help_cfg.intent in cfg.intents:
-        det_session, det_manifest = store.load(
-            cfg.pose.detector, threads=cfg.pose.threads, runtimes=cfg.runtimes
+    segmenter = Segmenter(cfg.vad, SileroVad(vad_session))
+    settings = RuntimeSettings(
+        Settings(
+            fusion_threshold=cfg.fusion.threshold,
+            require_person=cfg.events.voice_command.require_person,
+            vision_min_score=cfg.vision.min_score,
         )
-        lm_session, lm_manifest = store.load(
-            cfg.pose.landmarks, threads=cfg.pose.threads, runtimes=cfg.runtimes
-        )
-        help_parts = HelpParts(
-            intent=help_cfg.intent,
-            pose=PoseEstimator(det_session, det_manifest, lm_session, lm_manifest),
-            rule=HelpRule.from_fusion(cfg.fusion, min_lying_frames=help_cfg.min_lying_frames),
-            detector_ref=det_manifest.ref,
-            landmark_ref=lm_manifest.ref,
-            max_frames=cfg.pose.max_frames_per_window,
-            cooldown_s=help_cfg.cooldown_s,
-            enabled=help_cfg.enabled,
-        )
-    wake_parts = _wake_parts(cfg, store) if cfg.wakeword.enabled else None
-    return Pipeline(
-        device_id=cfg.device_id,
-        frames=FrameRing(cfg.buffer.seconds),
-        segmenter=Segmenter(cfg.vad, SileroVad(vad_session)),
-        recognizer=recognizer,
-        scorer=detector,
-        fuser=WeightedSum(cfg.fusion),
-        vision_cfg=cfg.vision,
-        fusion_cfg=cfg.fusion,
-        rule_cfg=cfg.events.voice_command,
-        models=Models(vision=vis_manifest.ref, vad=vad_manifest.ref),
-        sink=sink,
-        on_progress=on_progress,
-        help_parts=help_parts,
-        presence=Presence(cfg.presence),
-        wake_parts=wake_parts,
     )
-
-
-def _wake_parts(cfg: AgentConfig, store: ModelStore) -> WakeParts:
-    from agent.extractors.wakeword import WakeWordDetector, WakeWordParams
-
-    models = []
-    refs: dict[str, str] = {}
-    phrases: dict[str, str] = {}
-    for name in cfg.wakeword.models:
-        session, manifest = store.load(f"wakeword_{name}", runtimes=cfg.runtimes)
-        params = WakeWordParams.from_manifest(name, manifest.preprocess, manifest.postprocess)
-        models.append((session, params))
-        refs[name], phrases[name] = manifest.ref, params.phrase
-    return WakeParts(
-        detector=WakeWordDetector(models, refractory_s=cfg.wakeword.refractory_s),
-        refs=refs,
-        phrases=phrases,
-        require_person=cfg.wakeword.require_person,
-        window_s=cfg.wakeword.window_s,
+    ctx = RuleContext(
+        device=cfg.device_id,
+        frames=FrameRing(cfg.buffer.seconds),
+        scorer=detector,
+        window=Window(cfg.fusion.window_before_s, cfg.fusion.window_after_s),
+        models=Models(vision=vis_manifest.ref, vad=vad_manifest.ref),
+        settings=settings,
+        sink=sink,
+        times=StageTimes(),
+        decisions=Decisions(),
+    )
+    rules = build_rules(cfg, ctx, Parts(store=store, fuser=WeightedSum(cfg.fusion), vad=segmenter))
+    for rule in rules:
+        settings.set_enabled(rule.TYPE, rule.enabled)
+    return Pipeline(
+        frames=ctx.frames,
+        segmenter=segmenter,
+        recognizer=recognizer,
+        ctx=ctx,
+        rules=rules,
+        window_after_s=cfg.fusion.window_after_s,
+        presence=Presence(cfg.presence),
+        on_progress=on_progress,
     )
 
 
@@ -246,13 +223,20 @@ class LiveAgent:
         live: dict[str, Callable[[Any], object]] = {}
         if not self._verbose:  # -v wins over the file's log_level
             live["log_level"] = log_level
-        return live | {
-            "fusion.threshold": lambda v: settings.update(fusion_threshold=v),
-            "vision.min_score": lambda v: settings.update(vision_min_score=v),
-            "events.voice_command.require_person": lambda v: settings.update(require_person=v),
-            "events.voice_command.enabled": lambda v: settings.set_enabled("voice_command", v),
-            "events.help_call.enabled": lambda v: settings.set_enabled("help_call", v),
-        }
+        return (
+            live
+            | {
+                "fusion.threshold": lambda v: settings.update(fusion_threshold=v),
+                "vision.min_score": lambda v: settings.update(vision_min_score=v),
+                "events.voice_command.require_person": lambda v: settings.update(require_person=v),
+            }
+            | {
+                # Each rule's own section: ``events.<type>.enabled`` switches it on and off.
+                f"events.{t}.enabled": partial(settings.set_enabled, t)
+                for t in (r.TYPE for r in self.pipeline.rules)
+                if t in self.cfg.events.model_fields
+            }
+        )
 
     def _status(self) -> str:
         cam = self.capture.camera.state

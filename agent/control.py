@@ -20,6 +20,7 @@ from agent.publish.commands import CommandHandler, default_commands
 from agent.publish.discovery import BinaryState, Discovery, EventEntity
 from agent.publish.stats import Rate, Stats, recent_median_ms
 from agent.publish.topics import Topics
+from agent.rules.registry import claimed_intents
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -161,15 +162,14 @@ class MqttControl:
         pub.add_connect_hook(self._on_connect)
 
     def _event_entities(self) -> list[EventEntity]:
-        """One HA event entity per event type this config can emit, with its intents."""
-        help_intent = self.cfg.events.help_call.intent
-        commands = tuple(i for i in self.cfg.intents if i != help_intent)
-        entities = [EventEntity("voice_command", "Voice command", commands)]
-        if help_intent in self.cfg.intents:
-            entities.append(EventEntity("help_call", "Help call", (help_intent,)))
-        if self.cfg.wakeword.enabled:
-            entities.append(EventEntity("wake_word", "Wake word", tuple(self.cfg.wakeword.models)))
-        return entities
+        """One HA event entity per rule this config runs, with the intents it can carry."""
+        rules = self.pipeline.rules
+        claimed = claimed_intents(rules)
+        unclaimed = tuple(i for i in self.cfg.intents if i not in claimed)
+        return [
+            EventEntity(r.TYPE, r.TYPE.replace("_", " ").capitalize(), r.entity_intents(unclaimed))
+            for r in rules
+        ]
 
     def _on_connect(self) -> None:
         self.discovery.publish(_publish_fn(self.publisher))

@@ -169,9 +169,7 @@ def test_train_quick_writes_an_installable_bundle(tmp_path: Path) -> None:
         shutil.copytree(MODELS / name, store_root / name)
     store = ModelStore(store_root)
     store.install(out, force=True)
-    rec = build_recognizer(
-        CFG, {"light_on": ["turn on the light"], "help": ["help me"]}, store
-    )
+    rec = build_recognizer(CFG, {"light_on": ["turn on the light"], "help": ["help me"]}, store)
     assert rec.recognize(np.zeros(16000, np.int16)).intent is None
 
 

@@ -15,7 +15,7 @@ from agent.events.help import SCHEMA_DEF, HelpCall, PoseEvidence
 from agent.events.schema import event_schema
 from agent.events.types import AudioEvidence, FusionInfo
 from agent.extractors.pose import Posture
-from agent.fusion.help import HelpRule, is_help_phrase
+from agent.fusion.help import HelpFusion, is_help_phrase
 
 SAMPLES = Path(__file__).resolve().parents[1] / "agent" / "samples"
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -28,59 +28,59 @@ STANDING: list[Posture | None] = ["standing"] * 8
 
 
 def test_lying_person_saying_help_fires() -> None:
-    d = HelpRule()(LYING, intent="help", text="help me", speech_score=0.9)
+    d = HelpFusion()(LYING, intent="help", text="help me", speech_score=0.9)
     assert d.accepted and d.x_image == 1.0 and d.x_audio == 0.9
     assert d.confidence == pytest.approx(0.5 * 1.0 + 0.5 * 0.9)
     assert (d.frames, d.frames_with_person, d.frames_lying, d.posture) == (8, 8, 8, "lying")
 
 
 def test_standing_person_saying_help_does_not_fire() -> None:
-    d = HelpRule()(STANDING, intent="help", text="help me", speech_score=1.0)
+    d = HelpFusion()(STANDING, intent="help", text="help me", speech_score=1.0)
     assert not d.accepted and d.x_image == 0.0 and d.reason == "nobody lying in view"
 
 
 def test_lying_person_in_silence_does_not_fire() -> None:
     # Even with weights that would let the image alone pass the threshold.
-    rule = HelpRule(alpha=1.0, beta=0.0, threshold=0.5)
+    rule = HelpFusion(alpha=1.0, beta=0.0, threshold=0.5)
     d = rule(LYING, intent=None, text="", speech_score=0.0)
     assert not d.accepted and d.reason == "no call for help heard"
 
 
 def test_other_speech_while_lying_does_not_fire() -> None:
-    d = HelpRule()(LYING, intent="light_on", text="turn on the light", speech_score=0.95)
+    d = HelpFusion()(LYING, intent="light_on", text="turn on the light", speech_score=0.95)
     assert not d.accepted and d.x_audio == 0.0
 
 
 def test_nobody_in_view() -> None:
-    d = HelpRule()([None] * 6, intent="help", text="help", speech_score=0.9)
+    d = HelpFusion()([None] * 6, intent="help", text="help", speech_score=0.9)
     assert not d.accepted and d.reason == "nobody in view" and d.posture is None
 
 
 def test_lying_fraction_and_threshold() -> None:
     # A fall during the window: 5 frames standing, one with nobody, then 2 lying.
     postures: list[Posture | None] = ["standing"] * 5 + [None] + ["lying"] * 2
-    d = HelpRule()(postures, intent="help", text="help", speech_score=0.95)
+    d = HelpFusion()(postures, intent="help", text="help", speech_score=0.95)
     assert d.x_image == pytest.approx(2 / 7) and d.frames_lying == 2
     assert d.confidence == pytest.approx(0.5 * 2 / 7 + 0.5 * 0.95, abs=1e-4)  # 0.618
     assert d.accepted and d.posture == "standing"
     # A less certain recognition does not carry it: 0.143 + 0.4 = 0.543 < 0.6.
-    d = HelpRule()(postures, intent="help", text="help", speech_score=0.8)
+    d = HelpFusion()(postures, intent="help", text="help", speech_score=0.8)
     assert not d.accepted and d.reason.startswith("fused score 0.54")
 
 
 def test_single_lying_frame_is_not_enough() -> None:
     postures: list[Posture | None] = ["unknown"] * 7 + ["lying"]
-    d = HelpRule(threshold=0.1)(postures, intent="help", text="help", speech_score=1.0)
+    d = HelpFusion(threshold=0.1)(postures, intent="help", text="help", speech_score=1.0)
     assert not d.accepted and d.frames_lying == 1
 
 
 def test_scream_counts_as_audio() -> None:
-    d = HelpRule()(LYING, intent=None, text="", speech_score=0.0, scream=0.8)
+    d = HelpFusion()(LYING, intent=None, text="", speech_score=0.0, scream=0.8)
     assert d.accepted and d.x_audio == 0.8
 
 
 def test_weights_from_fusion_config() -> None:
-    rule = HelpRule.from_fusion(FusionConfig(alpha=0.7, beta=0.3, threshold=0.9))
+    rule = HelpFusion.from_fusion(FusionConfig(alpha=0.7, beta=0.3, threshold=0.9))
     assert (rule.alpha, rule.beta, rule.threshold) == (0.7, 0.3, 0.9)
     d = rule(LYING, intent="help", text="help", speech_score=0.5)
     assert d.confidence == pytest.approx(0.85) and not d.accepted
@@ -99,14 +99,14 @@ def test_weights_from_fusion_config() -> None:
     ],
 )
 def test_help_phrases(text: str, want: bool) -> None:
-    assert is_help_phrase(text) is want
+    assert is_help_phrase(text, ("help", "help me", "somebody help", "i need help")) is want
 
 
 def test_bad_parameters() -> None:
     with pytest.raises(ValueError, match="alpha"):
-        HelpRule(alpha=1.5)
+        HelpFusion(alpha=1.5)
     with pytest.raises(ValueError, match="min_lying_frames"):
-        HelpRule(min_lying_frames=0)
+        HelpFusion(min_lying_frames=0)
 
 
 # ---------------------------------------------------------------- event
@@ -249,7 +249,7 @@ def test_rule_on_scene(estimator: Any, recognizer: Any, scene: str) -> None:
         assert (intent, text) == ("help", "help me")
     else:
         intent, text, score = None, "", 0.0  # silence: the VAD cuts no segment at all
-    decision = HelpRule()(postures, intent=intent, text=text, speech_score=score)
+    decision = HelpFusion()(postures, intent=intent, text=text, speech_score=score)
     want = [e for e in _scene(scene)["expect"] if e["type"] == "help_call"]
     assert decision.accepted is bool(want), decision
     if want:
@@ -258,7 +258,7 @@ def test_rule_on_scene(estimator: Any, recognizer: Any, scene: str) -> None:
 
 def test_threshold_given_at_call_time_wins() -> None:
     """SIGHUP / MQTT change the fusion threshold at run time; the rule must follow."""
-    rule = HelpRule(0.5, 0.5, 0.6)
+    rule = HelpFusion(0.5, 0.5, 0.6)
     postures = ["lying", "lying", "lying"]
     ok = rule(postures, intent="help", text="help me", speech_score=0.5)
     assert ok.accepted  # 0.5*1 + 0.5*0.5 = 0.75 >= 0.6

@@ -142,6 +142,19 @@ class HelpCallConfig(Section):
     min_lying_frames: int = Field(
         2, ge=1, le=100, description="Frames of the window that must show the person lying."
     )
+    min_audio: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="Recognizer confidence a call for help needs, whatever the image says.",
+    )
+    threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Fused score at or above which help_call fires; null: fusion.threshold "
+        "(and its run-time changes).",
+    )
     cooldown_s: float = Field(
         10.0, ge=0, le=3600, description="No second help_call within this many seconds."
     )

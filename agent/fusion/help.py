@@ -1,17 +1,17 @@
-"""The ``help_call`` rule: a call for help heard while a person in view is lying down.
+"""Fusion for ``help_call``: a call for help heard while a person in view is lying down.
 
-Pure (no models, no clock): the pipeline hands it what the window produced.
+Pure (no models, no clock): the rule hands it what the window produced.
 
-* **x_audio**: the recognizer's confidence when the utterance is a help phrase (intent
-  ``help``, or the words "help" / "help me" / "somebody help" … in the text), else the scream
-  score when one is given, else 0.
+* **x_audio**: the recognizer's confidence when the utterance is a call for help (the
+  configured help intent, whatever it is named, or one of its phrases as whole words in the
+  text), else the scream score when one is given, else 0.
 * **x_image**: the fraction of the window's frames *with a person* in which the person is
   ``lying`` (``unknown`` / ``sitting`` / ``standing`` count as not lying; frames without a
   person are not counted).
-* Fires when both gates hold (a help phrase or scream at or above ``min_audio``, and at least
-  ``min_lying_frames`` lying frames) and the fused score ``alpha·x_image + beta·x_audio`` is at
-  or above ``threshold``, like ``agent.fusion.weighted.WeightedSum``. The gates keep a loud
-  "help" from a standing person, and a person lying in silence, from ever adding up to an
+* Fires when both gates hold (a call for help or scream at or above ``min_audio``, and at
+  least ``min_lying_frames`` lying frames) and the fused score ``alpha·x_image + beta·x_audio``
+  is at or above ``threshold``, like ``agent.fusion.weighted.WeightedSum``. The gates keep a
+  loud "help" from a standing person, and a person lying in silence, from ever adding up to an
   event, whatever the weights.
 """
 
@@ -24,18 +24,6 @@ from dataclasses import dataclass
 
 from agent.config.sections import FusionConfig
 from agent.extractors.pose import Posture
-
-HELP_INTENT = "help"
-# Word sequences that make an utterance a call for help (lower case, whole words).
-HELP_PHRASES: tuple[str, ...] = (
-    "help",
-    "help me",
-    "somebody help",
-    "someone help",
-    "i need help",
-    "call for help",
-    "call an ambulance",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +43,14 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower())
 
 
-def is_help_phrase(text: str, phrases: Iterable[str] = HELP_PHRASES) -> bool:
+def is_help_phrase(text: str, phrases: Iterable[str]) -> bool:
     """True when ``text`` contains one of ``phrases`` as whole words."""
     words = _words(text)
     joined = f" {' '.join(words)} "
     return any(f" {' '.join(_words(p))} " in joined for p in phrases if _words(p))
 
 
-class HelpRule:
+class HelpFusion:
     """Decide ``help_call`` for one utterance window."""
 
     method = "weighted_sum"
@@ -75,7 +63,8 @@ class HelpRule:
         *,
         min_lying_frames: int = 2,
         min_audio: float = 0.3,
-        phrases: Sequence[str] = HELP_PHRASES,
+        intent: str = "help",
+        phrases: Sequence[str] = ("help", "help me"),
     ) -> None:
         for name, value in (
             ("alpha", alpha),
@@ -92,18 +81,36 @@ class HelpRule:
         self.threshold = threshold
         self.min_lying_frames = min_lying_frames
         self.min_audio = min_audio
+        self.intent = intent
         self.phrases = tuple(phrases)
 
     @classmethod
-    def from_fusion(cls, cfg: FusionConfig, min_lying_frames: int = 2) -> HelpRule:
-        """Same weights and threshold as the voice-command fusion."""
-        return cls(cfg.alpha, cfg.beta, cfg.threshold, min_lying_frames=min_lying_frames)
+    def from_fusion(
+        cls,
+        cfg: FusionConfig,
+        min_lying_frames: int = 2,
+        *,
+        intent: str = "help",
+        phrases: Sequence[str] = ("help", "help me"),
+        min_audio: float = 0.3,
+        threshold: float | None = None,
+    ) -> HelpFusion:
+        """The voice-command fusion's weights; its threshold unless ``threshold`` is given."""
+        return cls(
+            cfg.alpha,
+            cfg.beta,
+            cfg.threshold if threshold is None else threshold,
+            min_lying_frames=min_lying_frames,
+            min_audio=min_audio,
+            intent=intent,
+            phrases=phrases,
+        )
 
     def audio_score(
         self, intent: str | None, text: str, speech_score: float, scream: float | None = None
     ) -> float:
         """x_audio: speech confidence for a help phrase, else the scream score, else 0."""
-        phrase = intent == HELP_INTENT or is_help_phrase(text, self.phrases)
+        phrase = intent == self.intent or is_help_phrase(text, self.phrases)
         score = speech_score if phrase else 0.0
         if scream is not None:
             score = max(score, scream)

@@ -48,9 +48,7 @@ def resample(x: npt.ArrayLike, src_rate: int, dst_rate: int) -> Float:
     except ImportError:
         n = max(1, round(len(a) * dst_rate / src_rate))
         return _fft_resample(a, n)
-    out: Float = np.asarray(
-        resample_poly(a, frac.numerator, frac.denominator), dtype=np.float64
-    )
+    out: Float = np.asarray(resample_poly(a, frac.numerator, frac.denominator), dtype=np.float64)
     return out
 
 

@@ -239,7 +239,8 @@ def choose_threshold(
     stats = {
         "threshold": chosen,
         "recall": float((pred[pos] == y[pos]).mean()) if pos.any() else 0.0,
-        "wrong_phrase": float(((pred[pos] != y[pos]) & (pred[pos] != 0)).mean()) if pos.any()
+        "wrong_phrase": float(((pred[pos] != y[pos]) & (pred[pos] != 0)).mean())
+        if pos.any()
         else 0.0,
         "false_accept": float((pred[neg] != 0).mean()) if neg.any() else 0.0,
     }

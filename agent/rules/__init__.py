@@ -1,0 +1,1 @@
+"""Decision rules, one module per event type (see ``registry``)."""

@@ -1,0 +1,218 @@
+"""What every decision rule shares: trigger → evidence window → fusion → event.
+
+A rule owns one event type. The pipeline hands it a trigger (a recognized utterance, or an
+audio chunk for wake words); the rule reads the evidence it needs from the shared
+:class:`RuleContext` (frames on the agent clock, the person scorer, run-time settings), fuses,
+and emits its event through the context. Rules never see the config beyond their own section
+(given to their constructor) and never talk to MQTT.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.core.media import AudioChunk, Frame
+from agent.core.settings import RuntimeSettings
+from agent.events.registry import Event
+from agent.events.types import AudioEvidence, FusionInfo, ImageEvidence
+from agent.sync.ring import FrameRing, spread
+
+if TYPE_CHECKING:
+    from agent.extractors.speech import Recognition
+    from agent.extractors.vad import SpeechSegment
+    from agent.fusion.weighted import WeightedSum
+    from agent.models.store import ModelStore
+    from agent.pipeline import Decisions, StageTimes
+    from agent.publish.sink import Sink
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class PersonScorer(Protocol):
+    def person_score(self, image_bgr: npt.NDArray[np.uint8]) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Models:
+    """name@version of the shared models, quoted in event evidence."""
+
+    vision: str
+    vad: str
+
+
+DecisionHook = Callable[["SpeechSegment", "Recognition", float | None, float | None], None]
+"""``(segment, recognition, x_image, fused score)`` per decided speech segment; the scores are
+None when the recognizer rejected the segment or no fused voice_command decision was made."""
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """A speech segment and what the recognizer made of it."""
+
+    segment: SpeechSegment
+    recognition: Recognition
+
+    @property
+    def span(self) -> str:
+        return f"{self.segment.start_ns / 1e9:.2f}-{self.segment.end_ns / 1e9:.2f}s"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """How far around an utterance frames count as its evidence."""
+
+    before_s: float
+    after_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class PersonEvidence:
+    x_image: float
+    analysed: int
+    with_person: int
+    model: str
+
+    def evidence(self) -> ImageEvidence:
+        return ImageEvidence(
+            score=round(self.x_image, 4),
+            frames_analysed=self.analysed,
+            frames_with_person=self.with_person,
+            model=self.model,
+        )
+
+
+def fusion_info(fuser: WeightedSum, threshold: float, score: float) -> FusionInfo:
+    return FusionInfo(
+        method=fuser.method,
+        alpha=fuser.alpha,
+        beta=fuser.beta,
+        threshold=threshold,
+        score=round(score, 4),
+    )
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What rule builders may share: loaded once, handed to each rule that wants it."""
+
+    store: ModelStore
+    fuser: WeightedSum
+    vad: VadState
+
+
+class VadState(Protocol):
+    @property
+    def last_probability(self) -> float: ...
+
+
+@dataclass
+class RuleContext:
+    """The shared, read-mostly state every rule decides with."""
+
+    device: str
+    frames: FrameRing
+    scorer: PersonScorer
+    window: Window
+    models: Models
+    settings: RuntimeSettings
+    sink: Sink
+    times: StageTimes
+    decisions: Decisions
+    on_decision: DecisionHook | None = None
+
+    def frames_around(self, seg: SpeechSegment, cap: int) -> list[Frame]:
+        """At most ``cap`` frames, evenly spread, from the utterance's evidence window."""
+        lo = seg.start_ns - int(self.window.before_s * 1e9)
+        hi = seg.end_ns + int(self.window.after_s * 1e9)
+        return spread(self.frames.window(lo, hi), cap)
+
+    def frames_between(self, lo_ns: int, hi_ns: int, cap: int) -> list[Frame]:
+        return spread(self.frames.window(lo_ns, hi_ns), cap)
+
+    def person_scores(self, frames: list[Frame]) -> list[float]:
+        scores = []
+        for frame in frames:
+            started = time.perf_counter_ns()
+            scores.append(self.scorer.person_score(frame.image))
+            self.times.add("vision_frame", started)
+        return scores
+
+    def person_in_view(self, frames: list[Frame]) -> PersonEvidence:
+        """Face scores of ``frames`` against the run-time minimum score.
+
+        x_image is the mean over the window with frames below the minimum counted as 0:
+        someone present the whole utterance scores high, someone glimpsed once scores low.
+        """
+        scores = self.person_scores(frames)
+        in_view = [s for s in scores if s >= self.settings.current.vision_min_score]
+        x_image = sum(in_view) / len(scores) if scores else 0.0
+        return PersonEvidence(x_image, len(scores), len(in_view), self.models.vision)
+
+    def emit(self, event: Event, span: str) -> None:
+        self.decisions.emitted += 1
+        _LOGGER.info(
+            "%s %s (%r) at %s, confidence %.2f",
+            event.type,
+            event.intent,
+            event.text,
+            span,
+            event.confidence,
+        )
+        self.sink.publish_event(event)
+
+
+class Rule:
+    """One event type's decision.
+
+    Triggers (override those the rule uses):
+
+    * :meth:`on_speech` gets each recognized utterance whose intent the rule owns
+      (``intents``: those names; None: every intent no other rule owns).
+    * :meth:`on_audio` gets every audio chunk (wake words).
+    """
+
+    TYPE: ClassVar[str]
+    intents: frozenset[str] | None = frozenset()
+
+    def __init__(self, ctx: RuleContext, enabled: bool) -> None:
+        self.ctx = ctx
+        self.enabled = enabled  # at start; MQTT and SIGHUP change ``ctx.settings``
+
+    def on_speech(self, heard: Heard) -> None:
+        """Decide on an utterance whose intent this rule owns."""
+
+    def on_audio(self, chunk: AudioChunk) -> None:
+        """See every audio chunk (after the VAD)."""
+
+    @property
+    def listens_to_audio(self) -> bool:
+        return type(self).on_audio is not Rule.on_audio
+
+    def entity_intents(self, unclaimed: tuple[str, ...]) -> tuple[str, ...]:
+        """The ``intent`` values this rule's events can carry (Home Assistant event types);
+        ``unclaimed``: the configured intents no rule names in ``intents``."""
+        return unclaimed if self.intents is None else tuple(sorted(self.intents))
+
+
+def skew_ms(seg: SpeechSegment, chosen: list[Frame]) -> float:
+    """Distance from the utterance's midpoint to the nearest analysed frame; -1 if none."""
+    mid = (seg.start_ns + seg.end_ns) // 2
+    return min((abs(f.t_ns - mid) / 1e6 for f in chosen), default=-1.0)
+
+
+def audio_evidence(heard: Heard, vad_model: str) -> AudioEvidence:
+    rec = heard.recognition
+    return AudioEvidence(
+        score=round(rec.confidence, 4),
+        text=rec.text,
+        model=rec.model,
+        vad_model=vad_model,
+        vad_peak=round(heard.segment.peak_probability, 4),
+    )
