@@ -22,6 +22,7 @@ from agent.errors import ConfigError
 from agent.extractors.speech import build_recognizer
 from agent.extractors.vad import Segmenter, SileroVad
 from agent.extractors.vision import FaceDetector
+from agent.fusion.learned import build_fuser
 from agent.fusion.weighted import WeightedSum
 from agent.health.notify import Heartbeats, Notifier, Watchdog
 from agent.models.store import ModelStore
@@ -68,7 +69,15 @@ def build_pipeline(
         times=StageTimes(),
         decisions=Decisions(),
     )
-    rules = build_rules(cfg, ctx, Parts(store=store, fuser=WeightedSum(cfg.fusion), vad=segmenter))
+    parts = Parts(
+        store=store,
+        fuser=build_fuser(
+            cfg.fusion, lambda name: store.load(name, threads=1, runtimes=cfg.runtimes)
+        ),
+        weights=WeightedSum(cfg.fusion),
+        vad=segmenter,
+    )
+    rules = build_rules(cfg, ctx, parts)
     for rule in rules:
         settings.set_enabled(rule.TYPE, rule.enabled)
     return Pipeline(

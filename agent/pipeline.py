@@ -219,6 +219,10 @@ class Pipeline:
         self.times.add("speech_segment", started)
         heard = Heard(seg, rec)
         rule = self._owner(rec.intent) if rec.intent is not None else None
+        if rule is None and rec.posterior is not None:
+            maybe = self._owner(rec.posterior.intent)
+            if maybe is not None and maybe.takes_candidate(rec):
+                rule = maybe
         if rule is None:
             if self.on_decision is not None:
                 self.on_decision(seg, rec, None, None)

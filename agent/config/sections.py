@@ -103,9 +103,18 @@ class VadConfig(Section):
 
 
 class FusionConfig(Section):
-    method: Literal["weighted_sum"] = Field(
-        "weighted_sum",
-        description="How image and audio scores combine: X = alpha*x_image + beta*x_audio.",
+    method: Literal["auto", "weighted_sum", "learned_weights", "learned_head"] = Field(
+        "auto",
+        description="How image and audio combine for voice_command and wake_word: "
+        "weighted_sum = alpha*x_image + beta*x_audio with the weights below; learned_weights = "
+        "the same sum with alpha, beta and threshold from the `model` bundle; learned_head = "
+        "the bundle's int8 fusion head; auto = learned_head when `model` is installed, else "
+        "weighted_sum.",
+    )
+    model: str = Field(
+        "fusion_head_int8",
+        min_length=1,
+        description="Fusion bundle in the model store (made by `edge-agent train --fusion`).",
     )
     alpha: float = Field(0.5, ge=0, le=1, description="Weight of the image score (person in view).")
     beta: float = Field(

@@ -30,6 +30,7 @@ from agent.errors import ConfigError, ExtractorError, ModelError
 from agent.extractors.embedding import SpeechEmbedder
 from agent.extractors.speech import (
     SAMPLE_RATE,
+    Posterior,
     Recognition,
     _as_samples,
     _duration_rejection,
@@ -173,17 +174,39 @@ class CommandModelRecognizer:
         label = self._spec.labels[best]
         p = float(probs[best])
         conf = _confidence(p, self._threshold)
+        post = self._posterior(probs)
         _LOGGER.debug("command model: %r p=%.3f confidence=%.2f", label, p, conf)
         if label == OTHER:
-            return Recognition(None, "", 0.0, self.model, f"not a command (p_other={p:.2f})")
+            return Recognition(None, "", 0.0, self.model, f"not a command (p_other={p:.2f})", post)
         intent = self._phrases.get(label)
         if intent is None:
-            return Recognition(None, label, 0.0, self.model, f"{label!r} is not configured")
+            return Recognition(None, label, 0.0, self.model, f"{label!r} is not configured", post)
         if math.isnan(conf) or conf < self._cfg.min_confidence:
             return Recognition(
-                None, label, conf, self.model, f"not sure ({label!r} p={p:.2f} < {self._threshold})"
+                None,
+                label,
+                conf,
+                self.model,
+                f"not sure ({label!r} p={p:.2f} < {self._threshold})",
+                post,
             )
-        return Recognition(intent, label, conf, self.model)
+        return Recognition(intent, label, conf, self.model, posterior=post)
+
+    def _posterior(self, probs: npt.NDArray[np.float32]) -> Posterior | None:
+        """The best *configured* phrase and its margin over every other label."""
+        configured = [i for i, lab in enumerate(self._spec.labels) if lab in self._phrases]
+        if not configured:
+            return None
+        k = max(configured, key=lambda i: float(probs[i]))
+        rest = np.delete(probs, k)
+        label = self._spec.labels[k]
+        return Posterior(
+            intent=self._phrases[label],
+            phrase=label,
+            p=float(probs[k]),
+            p_other=float(probs[0]),
+            margin=float(probs[k] - (rest.max() if rest.size else 0.0)),
+        )
 
 
 __all__ = ["OTHER", "CommandModelRecognizer", "HeadSpec", "fit_window"]

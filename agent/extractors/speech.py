@@ -62,6 +62,22 @@ _PUNCT = re.compile(r"[^\w\s']")
 
 
 @dataclass(frozen=True, slots=True)
+class Posterior:
+    """What a classifier engine thought, accepted or not (learned fusion reads it).
+
+    ``intent``/``phrase``: the best configured phrase, even below the threshold; ``p``: its
+    probability; ``p_other``: the "not a command" probability; ``margin``: ``p`` minus the
+    best other label's probability (negative when "other" or another phrase leads).
+    """
+
+    intent: str
+    phrase: str
+    p: float
+    p_other: float
+    margin: float
+
+
+@dataclass(frozen=True, slots=True)
 class Recognition:
     """The outcome of one speech segment."""
 
@@ -70,6 +86,7 @@ class Recognition:
     confidence: float  # 0..1, the audio-side score used by fusion
     model: str  # "name@version" of engine+model
     reason: str = ""  # why rejected, for logs
+    posterior: Posterior | None = None  # engines with class probabilities only
 
 
 class IntentRecognizer(Protocol):

@@ -30,10 +30,35 @@ _FLOAT_DTYPES = {"float32", "tensor(float)"}
 
 @dataclass(frozen=True, slots=True)
 class Detection:
-    """One face: ``box`` is (x0, y0, x1, y1) normalized to the original image, 0..1."""
+    """One face: ``box`` is (x0, y0, x1, y1) normalized to the original image, 0..1;
+    ``keypoints`` (x, y) likewise, in BlazeFace's order: right eye, left eye, nose tip,
+    mouth, right ear, left ear (the subject's right and left)."""
 
     score: float
     box: Box
+    keypoints: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def height(self) -> float:
+        """Face height as a fraction of the image height (near faces are big)."""
+        return self.box[3] - self.box[1]
+
+    @property
+    def facing(self) -> float:
+        """1.0 for a face turned to the camera, falling to 0.0 for a profile.
+
+        From the nose tip's offset to the midpoint of the eyes, in eye distances: about 0 for
+        a frontal face, about 0.5 and more once the head is turned 45 degrees or more. 0.0
+        when the keypoints are missing.
+        """
+        if len(self.keypoints) < 3:
+            return 0.0
+        (rx, ry), (lx, ly), (nx, _) = self.keypoints[:3]
+        eyes = float(np.hypot(lx - rx, ly - ry))
+        if eyes <= 1e-6:
+            return 0.0
+        yaw = abs(nx - (rx + lx) / 2) / eyes
+        return float(np.clip(1.0 - 2.0 * yaw, 0.0, 1.0))
 
 
 def _num(cfg: Mapping[str, Any], key: str, default: float) -> float:
@@ -103,6 +128,7 @@ class FaceDetector:
         per_cell = int(_num(postprocess, "anchors_per_cell", 1))
         self._anchors = _anchors(grid, per_cell, _num(postprocess, "anchor_offset", 0.5))
         self._boxes_name, self._scores_name = self._output_names(postprocess)
+        self._last_keypoints: FloatArray = np.zeros((0, 0), np.float32)
         _LOGGER.debug(
             "face detector: %dx%d %s input, %d anchors, min_score %.2f",
             self._size,
@@ -166,6 +192,7 @@ class FaceDetector:
         boxes: FloatArray = np.stack(
             [cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1
         ).astype(np.float32)
+        self._last_keypoints = raw_boxes[:, 4:]  # anchor-relative; decoded in ``detect``
         return scores, boxes, side, top, left
 
     def detect(self, image_bgr: npt.NDArray[Any]) -> list[Detection]:
@@ -174,22 +201,35 @@ class FaceDetector:
         keep_mask = scores >= self._min_score
         if not keep_mask.any():
             return []
+        raw_kp = self._last_keypoints[keep_mask]
+        anchors = self._anchors[keep_mask]
         scores, boxes = scores[keep_mask], boxes[keep_mask]
         h = image_bgr.shape[0]
         w = image_bgr.shape[1]
         # Undo the letterbox: square-normalized -> original-image-normalized.
         pixels = boxes * np.float32(side) - np.array([left, top, left, top], dtype=np.float32)
         norm = np.clip(pixels / np.array([w, h, w, h], dtype=np.float32), 0.0, 1.0)
+        n_kp = raw_kp.shape[1] // 2
+        kp_square = raw_kp.reshape(-1, n_kp, 2) / self._box_scale + anchors[:, None, :]
+        offset = np.array([left, top], dtype=np.float32)
+        size = np.array([w, h], dtype=np.float32)
+        kp = np.asarray((kp_square * np.float32(side) - offset) / size, dtype=np.float32)
         result = [
             Detection(
                 float(scores[i]),
                 (float(norm[i, 0]), float(norm[i, 1]), float(norm[i, 2]), float(norm[i, 3])),
+                tuple((float(x), float(y)) for x, y in kp[i]),
             )
             for i in _nms(boxes, scores, self._nms_iou, self._max_det)
         ]
         return result
 
-    def person_score(self, image_bgr: npt.NDArray[Any]) -> float:
-        """Presence signal for now: the best face score, 0.0 when no face passes."""
+    def best_face(self, image_bgr: npt.NDArray[Any]) -> Detection | None:
+        """The highest-scoring face, None when no face passes ``min_score``."""
         faces = self.detect(image_bgr)
-        return faces[0].score if faces else 0.0
+        return faces[0] if faces else None
+
+    def person_score(self, image_bgr: npt.NDArray[Any]) -> float:
+        """Presence signal: the best face score, 0.0 when no face passes."""
+        face = self.best_face(image_bgr)
+        return face.score if face is not None else 0.0

@@ -23,6 +23,12 @@ class WeightedSum:
         self.beta = cfg.beta
         self.threshold = cfg.threshold
 
+    @classmethod
+    def of(cls, alpha: float, beta: float, threshold: float) -> WeightedSum:
+        made = cls.__new__(cls)
+        made.alpha, made.beta, made.threshold = alpha, beta, threshold
+        return made
+
     def __call__(self, x_image: float, x_audio: float) -> Fused:
         score = self.alpha * x_image + self.beta * x_audio
         return Fused(score, score >= self.threshold)

@@ -27,6 +27,8 @@ from agent.sync.ring import FrameRing, spread
 if TYPE_CHECKING:
     from agent.extractors.speech import Recognition
     from agent.extractors.vad import SpeechSegment
+    from agent.extractors.vision import Detection
+    from agent.fusion.learned import Fuser
     from agent.fusion.weighted import WeightedSum
     from agent.models.store import ModelStore
     from agent.pipeline import Decisions, StageTimes
@@ -37,6 +39,8 @@ _LOGGER = logging.getLogger(__name__)
 
 class PersonScorer(Protocol):
     def person_score(self, image_bgr: npt.NDArray[np.uint8]) -> float: ...
+
+    def best_face(self, image_bgr: npt.NDArray[np.uint8]) -> Detection | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,8 @@ class PersonEvidence:
     analysed: int
     with_person: int
     model: str
+    face_height: float = 0.0  # fraction of the image height, mean over frames with a face
+    facing: float = 0.0  # 1 = turned to the device, 0 = profile (``Detection.facing``)
 
     def evidence(self) -> ImageEvidence:
         return ImageEvidence(
@@ -88,7 +94,13 @@ class PersonEvidence:
         )
 
 
-def fusion_info(fuser: WeightedSum, threshold: float, score: float) -> FusionInfo:
+class _Method(Protocol):
+    method: str
+    alpha: float
+    beta: float
+
+
+def fusion_info(fuser: _Method, threshold: float, score: float) -> FusionInfo:
     return FusionInfo(
         method=fuser.method,
         alpha=fuser.alpha,
@@ -103,7 +115,8 @@ class Parts:
     """What rule builders may share: loaded once, handed to each rule that wants it."""
 
     store: ModelStore
-    fuser: WeightedSum
+    fuser: Fuser  # voice_command: hand-set or learned (fusion.method)
+    weights: WeightedSum  # the hand-set weighted sum (wake words have no posterior)
     vad: VadState
 
 
@@ -136,24 +149,32 @@ class RuleContext:
     def frames_between(self, lo_ns: int, hi_ns: int, cap: int) -> list[Frame]:
         return spread(self.frames.window(lo_ns, hi_ns), cap)
 
-    def person_scores(self, frames: list[Frame]) -> list[float]:
-        scores = []
+    def faces(self, frames: list[Frame]) -> list[Detection | None]:
+        found = []
         for frame in frames:
             started = time.perf_counter_ns()
-            scores.append(self.scorer.person_score(frame.image))
+            found.append(self.scorer.best_face(frame.image))
             self.times.add("vision_frame", started)
-        return scores
+        return found
 
     def person_in_view(self, frames: list[Frame]) -> PersonEvidence:
-        """Face scores of ``frames`` against the run-time minimum score.
+        """The best face of each frame against the run-time minimum score.
 
         x_image is the mean over the window with frames below the minimum counted as 0:
         someone present the whole utterance scores high, someone glimpsed once scores low.
+        Face height and facing are means over the frames with a face in view.
         """
-        scores = self.person_scores(frames)
-        in_view = [s for s in scores if s >= self.settings.current.vision_min_score]
-        x_image = sum(in_view) / len(scores) if scores else 0.0
-        return PersonEvidence(x_image, len(scores), len(in_view), self.models.vision)
+        minimum = self.settings.current.vision_min_score
+        seen = [f for f in self.faces(frames) if f is not None and f.score >= minimum]
+        n = len(frames)
+        return PersonEvidence(
+            x_image=sum(f.score for f in seen) / n if n else 0.0,
+            analysed=n,
+            with_person=len(seen),
+            model=self.models.vision,
+            face_height=sum(f.height for f in seen) / len(seen) if seen else 0.0,
+            facing=sum(f.facing for f in seen) / len(seen) if seen else 0.0,
+        )
 
     def emit(self, event: Event, span: str) -> None:
         self.decisions.emitted += 1
@@ -187,6 +208,11 @@ class Rule:
 
     def on_speech(self, heard: Heard) -> None:
         """Decide on an utterance whose intent this rule owns."""
+
+    def takes_candidate(self, rec: Recognition) -> bool:
+        """Whether to decide an utterance the recognizer rejected whose best phrase (the
+        ``posterior``) is one of this rule's intents."""
+        return False
 
     def on_audio(self, chunk: AudioChunk) -> None:
         """See every audio chunk (after the VAD)."""

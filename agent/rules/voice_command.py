@@ -10,12 +10,14 @@ utterance to ``fusion.window_after_s`` after it. Fusion: ``fusion.method`` (the 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from agent.config.schema import AgentConfig
 from agent.config.sections import VoiceCommandConfig
 from agent.events.rules import Cooldown
 from agent.events.types import VoiceCommand
-from agent.fusion.weighted import WeightedSum
+from agent.extractors.speech import Recognition
+from agent.fusion.learned import Fuser
 from agent.rules.base import (
     Heard,
     Parts,
@@ -38,7 +40,7 @@ class VoiceCommandRule(Rule):
         ctx: RuleContext,
         cfg: VoiceCommandConfig,
         *,
-        fuser: WeightedSum,
+        fuser: Fuser,
         max_frames: int,
     ) -> None:
         super().__init__(ctx, cfg.enabled)
@@ -46,15 +48,24 @@ class VoiceCommandRule(Rule):
         self._max_frames = max_frames
         self._cooldown = Cooldown(cfg.cooldown_s)
 
+    def takes_candidate(self, rec: Recognition) -> bool:
+        """A learned head also weighs utterances the recognizer alone rejected."""
+        post = rec.posterior
+        floor = getattr(self._fuser, "candidate_floor", 1.0)
+        return self._fuser.wants_candidates and post is not None and post.p >= floor
+
     def on_speech(self, heard: Heard) -> None:
         ctx = self.ctx
         now = ctx.settings.current
         seg, rec = heard.segment, heard.recognition
+        if rec.intent is None and rec.posterior is not None:  # a candidate (takes_candidate)
+            rec = replace(rec, intent=rec.posterior.intent, text=rec.posterior.phrase)
+            heard = Heard(seg, rec)
         assert rec.intent is not None
         chosen = ctx.frames_around(seg, self._max_frames)
         person = ctx.person_in_view(chosen)
         x_image = person.x_image
-        fused = self._fuser(x_image, rec.confidence)
+        fused = self._fuser.fuse(rec, person)
         if ctx.on_decision is not None:
             ctx.on_decision(seg, rec, x_image, fused.score)
         if now.require_person and not person.with_person:

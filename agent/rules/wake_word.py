@@ -128,7 +128,7 @@ def build(cfg: AgentConfig, ctx: RuleContext, parts: Parts) -> WakeWordRule | No
         detector=WakeWordDetector(models, refractory_s=cfg.wakeword.refractory_s),
         refs=refs,
         phrases=phrases,
-        fuser=parts.fuser,
+        fuser=parts.weights,
         max_frames=cfg.vision.max_frames_per_window,
         vad_peak=parts.vad,
     )
