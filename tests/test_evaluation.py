@@ -209,3 +209,42 @@ def test_evaluate_end_to_end_quick(quick_corpus: Path, tmp_path: Path) -> None:
     assert res["scenes"]["commands_person"]["policies"]["image_only"]["hits"] > 0
     html = report.read_text()
     assert "data:image/png;base64," in html and "<pre>" in html
+
+
+@needs_espeak
+def test_train_fusion_installs_and_evaluates(quick_corpus: Path, tmp_path: Path) -> None:
+    """`train --fusion` → a bundle `models install` takes → `evaluate --fusion` compares."""
+    import shutil as sh
+
+    bundle, store = tmp_path / "bundle", tmp_path / "store"
+    sh.copytree(Path(__file__).resolve().parents[1] / "models", store)
+    (store / "fusion_head_int8").exists() and sh.rmtree(store / "fusion_head_int8")
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"models:\n  dir: {store}\nmqtt:\n  enabled: false\n")
+    proc = run_agent(
+        "train", "--fusion", "--quick", "--config", str(cfg), "--corpus", str(quick_corpus),
+        "--out", str(bundle), timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout[: proc.stdout.rindex("}") + 1])
+    lw = summary["learned_weights"]
+    assert lw["alpha"] + lw["beta"] == pytest.approx(1.0, abs=1e-3)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["precision"] == "int8" and manifest["task"] == "fusion"
+    assert (bundle / "accuracy.json").is_file() and (bundle / "LICENSE").is_file()
+    proc = run_agent("models", "install", str(bundle), "--dir", str(store))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = tmp_path / "fusion.json"
+    proc = run_agent(
+        "evaluate", "--fusion", "--quick", "--config", str(cfg), "--corpus", str(quick_corpus),
+        "--json", str(out), timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "learned_head" in proc.stdout and "tv_turned" in proc.stdout
+    res = json.loads(out.read_text())
+    assert set(res["policies"]) == {
+        "audio_only", "image_only", "hand_weights", "learned_weights", "learned_head",
+    }  # fmt: skip
+    # Nobody in view: no fused policy ever fires.
+    for policy in ("hand_weights", "learned_weights", "learned_head"):
+        assert res["policies"][policy]["nobody"]["false_accepts"] == 0

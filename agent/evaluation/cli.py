@@ -32,6 +32,12 @@ def add_parser(sub: Any) -> None:
         help="voice families to evaluate (comma-separated; default espeak,flite,piper)",
     )
     ev.add_argument(
+        "--fusion",
+        action="store_true",
+        help="compare the fusions (hand-set, learned weights, learned head, audio-only, "
+        "image-only) on held-out voices and faces instead",
+    )
+    ev.add_argument(
         "--background-minutes",
         type=float,
         help="cut the background stream at this many minutes (default: all of it, >= 30)",
@@ -65,6 +71,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"corpus: built {len(corpus.clips)} clips in {root} ({time.perf_counter() - t0:.0f} s)",
             file=sys.stderr,
         )
+    if args.fusion:
+        return _fusion(corpus, cfg, args)
     res = evaluate(
         corpus,
         cfg,
@@ -78,6 +86,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.report is not None:
         write_html(res, args.report)
         print(f"report: {args.report}", file=sys.stderr)
+    return 0
+
+
+def _fusion(corpus: Any, cfg: Any, args: argparse.Namespace) -> int:
+    import json
+
+    from agent.evaluation.fusion import evaluate_fusion, format_fusion
+
+    res = evaluate_fusion(
+        corpus,
+        cfg,
+        count=2000 if args.quick else 20000,
+        progress=lambda msg: print(msg, file=sys.stderr),
+    )
+    print(format_fusion(res))
+    if args.json is not None:
+        args.json.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+        print(f"json: {args.json}", file=sys.stderr)
     return 0
 
 

@@ -137,7 +137,7 @@ class Plan:
     @staticmethod
     def of(quick: bool) -> Plan:
         if quick:
-            return Plan((1.0,), ("clean", "noise"), 1, 1, 1, 4, False, 1, 16, 2)
+            return Plan((1.0,), ("clean", "noise"), 1, 1, 1, 4, True, 1, 16, 2)
         return Plan(SPEEDS, CONDITIONS, 6, None, None, None, True, 7, None, None)
 
 

@@ -35,6 +35,15 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     tr.add_argument("--cache", type=Path, help="reuse/keep features here (same recipe)")
     tr.add_argument("--version", default="1.0.0", help="version written to the manifest")
     tr.add_argument("--models", type=Path, help="model store with the speech front end")
+    tr.add_argument(
+        "--fusion",
+        action="store_true",
+        help="train the fusion instead (alpha/beta and the int8 fusion head) on the evaluation "
+        "corpus's tune split and the training photos",
+    )
+    tr.add_argument(
+        "--corpus", type=Path, help="evaluation corpus for --fusion (built when missing)"
+    )
 
     en = sub.add_parser(
         "enroll",
@@ -61,6 +70,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from agent.training.train import TrainOptions, run_train
 
     cfg = _load(args.config)
+    if args.fusion:
+        return _train_fusion(cfg, args)
     intents = {k: list(v) for k, v in cfg.intents.items()}
     if args.quick:
         recipe = Recipe(
@@ -94,6 +105,51 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "examples": result.examples,
                 "threshold": result.threshold,
                 "tuning_voices": result.tune,
+                "seconds": round(result.seconds, 1),
+            },
+            indent=2,
+        )
+    )
+    print(f"install with: edge-agent models install {result.bundle}")
+    return 0
+
+
+def _train_fusion(cfg: AgentConfig, args: argparse.Namespace) -> int:
+    import sys
+
+    from agent.evaluation.cli import DEFAULT_CORPUS
+    from agent.evaluation.corpus import ensure_corpus
+    from agent.training.fusion import run_fusion_train
+
+    root = (
+        args.corpus or Path(str(DEFAULT_CORPUS) + ("-quick" if args.quick else ""))
+    ).expanduser()
+    corpus, _ = ensure_corpus(
+        root,
+        cfg.intents,
+        quick=args.quick,
+        warn=lambda msg: print(f"warning: {msg}", file=sys.stderr),
+    )
+    result = run_fusion_train(
+        cfg,
+        corpus,
+        args.out,
+        examples=2000 if args.quick else 20000,
+        seed=args.seed,
+        progress=lambda msg: print(msg, file=sys.stderr),
+    )
+    print(
+        json.dumps(
+            {
+                "bundle": str(result.bundle),
+                "examples": result.examples,
+                "positives": result.positives,
+                "learned_weights": {
+                    "alpha": result.alpha,
+                    "beta": result.beta,
+                    "threshold": result.weighted_threshold,
+                },
+                "head_threshold": result.threshold,
                 "seconds": round(result.seconds, 1),
             },
             indent=2,

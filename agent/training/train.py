@@ -173,8 +173,16 @@ def head_onnx(weights: dict[str, npt.NDArray[np.float32]], steps: int) -> bytes:
     return bytes(model.SerializeToString())
 
 
-def quantize_head(float_path: Path, out_path: Path, calib: npt.NDArray[np.float32]) -> None:
-    """Static QDQ int8 (uint8 activations, int8 per-channel weights) on Conv and Gemm."""
+def quantize_head(
+    float_path: Path,
+    out_path: Path,
+    calib: npt.NDArray[np.float32],
+    *,
+    input_name: str = "embeddings",
+    op_types: Sequence[str] = ("Conv", "Gemm"),
+) -> None:
+    """Static QDQ int8 (uint8 activations, int8 per-channel weights) on ``op_types``;
+    ``calib`` holds one model input per row (without the batch axis)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -188,7 +196,7 @@ def quantize_head(float_path: Path, out_path: Path, calib: npt.NDArray[np.float3
 
         def get_next(self) -> dict[str, npt.NDArray[np.float32]] | None:
             x = next(self._it, None)
-            return None if x is None else {"embeddings": x[np.newaxis]}
+            return None if x is None else {input_name: x[np.newaxis]}
 
     quantize_static(
         str(float_path),
@@ -198,7 +206,7 @@ def quantize_head(float_path: Path, out_path: Path, calib: npt.NDArray[np.float3
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         per_channel=True,
-        op_types_to_quantize=["Conv", "Gemm"],
+        op_types_to_quantize=list(op_types),
     )
 
 
