@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from agent.config.schema import AgentConfig
 from agent.errors import EdgeAgentError, ModelError
 from agent.evaluation.corpus import Corpus
 from agent.fusion.learned import HeadSpec
+from agent.models.store import read_manifest
 from agent.training.fusion import (
     SCENES,
     hear,
@@ -40,8 +42,10 @@ def evaluate_fusion(
     *,
     count: int = 20000,
     seed: int = 1,
+    bundle: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
+    """``bundle``: a fusion bundle folder (default: ``fusion.model`` in the store)."""
     from agent.extractors.speech import build_recognizer
     from agent.extractors.vision import FaceDetector
     from agent.models.store import ModelStore
@@ -49,7 +53,7 @@ def evaluate_fusion(
     t0 = time.perf_counter()
     store = ModelStore(cfg.models.dir)
     try:
-        manifest = store.manifest(cfg.fusion.model)
+        manifest = read_manifest(bundle) if bundle else store.manifest(cfg.fusion.model)
         store.verify(manifest)
         spec = HeadSpec.from_manifest(manifest)
     except ModelError as err:

@@ -1,11 +1,13 @@
 """Real photos of people (and of rooms without any) for fusion scenes, split by identity.
 
-Sources, all shipped inside scikit-image (BSD-3-Clause data, see its ``data/README.txt``):
+Sources, all shipped inside the scikit-image wheel (read there, never copied into this repo;
+only the face detector's outputs on them, 7 numbers per window, enter the fusion model):
 
-* ``lfw_subset.npy``: 100 faces of Labeled Faces in the Wild, 25x25 grey, mostly turned to
-  the camera, and 100 crops without a face. Even indices train, odd indices are held out.
-* ``astronaut.png`` (Eileen Collins, facing the camera): held out.
-* ``camera.png`` (the cameraman, head turned away from the camera towards his camera): the
+* ``lfw_subset.npy``: 100 faces of Labeled Faces in the Wild (a research data set without a
+  stated licence), 25x25 grey, mostly turned to the camera, and 100 crops without a face. Even
+  indices train, odd indices are held out.
+* ``astronaut.png`` (Eileen Collins, facing the camera; public domain, NASA): held out.
+* ``camera.png`` (CC0, Lav Varshney; head turned away from the camera towards his own): the
   only real photo of a person *not* facing the camera here. It is used for both splits (the
   held-out copy mirrored, on another background) and is therefore **not** held out; the
   closing note says so.

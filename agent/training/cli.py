@@ -155,6 +155,11 @@ def _train_fusion(cfg: AgentConfig, args: argparse.Namespace) -> int:
             indent=2,
         )
     )
+    held = json.loads((result.bundle / "accuracy.json").read_text()).get("held_out_evaluation")
+    if held:
+        from agent.evaluation.fusion import format_fusion
+
+        print(format_fusion(held))
     print(f"install with: edge-agent models install {result.bundle}")
     return 0
 
