@@ -172,8 +172,9 @@ def test_head_bundle_installs_and_fuses(tmp_path: Path) -> None:
 
 
 def test_auto_without_a_bundle_keeps_the_hand_set_weights(tmp_path: Path) -> None:
+    assert FusionConfig().method == "weighted_sum"  # the default until the head wins everywhere
     store = ModelStore(tmp_path / "empty")
-    fuser = build_fuser(FusionConfig(), store.load)
+    fuser = build_fuser(FusionConfig(method="auto"), store.load)
     assert (fuser.method, fuser.alpha, fuser.beta, fuser.wants_candidates) == (
         "weighted_sum",
         0.5,
@@ -190,7 +191,7 @@ def test_bundle_with_other_features_is_refused(tmp_path: Path) -> None:
         HeadSpec.from_manifest(read_manifest(bundle))
     store = _store(tmp_path, bundle)
     # auto falls back to the hand-set weights rather than run a head it cannot feed.
-    assert build_fuser(FusionConfig(), store.load).method == "weighted_sum"
+    assert build_fuser(FusionConfig(method="auto"), store.load).method == "weighted_sum"
 
 
 def test_bundle_with_a_threshold_out_of_range_is_refused(tmp_path: Path) -> None:

@@ -103,13 +103,13 @@ class VadConfig(Section):
 
 
 class FusionConfig(Section):
-    method: Literal["auto", "weighted_sum", "learned_weights", "learned_head"] = Field(
-        "auto",
-        description="How image and audio combine for voice_command and wake_word: "
-        "weighted_sum = alpha*x_image + beta*x_audio with the weights below; learned_weights = "
-        "the same sum with alpha, beta and threshold from the `model` bundle; learned_head = "
-        "the bundle's int8 fusion head; auto = learned_head when `model` is installed, else "
-        "weighted_sum.",
+    method: Literal["weighted_sum", "learned_weights", "learned_head", "auto"] = Field(
+        "weighted_sum",
+        description="How image and audio combine for voice_command: weighted_sum = "
+        "alpha*x_image + beta*x_audio with the weights below; learned_weights = the same sum "
+        "with alpha, beta and threshold from the `model` bundle; learned_head = the bundle's "
+        "int8 fusion head; auto = learned_head when `model` is installed, else weighted_sum. "
+        "Wake words always use the weights below.",
     )
     model: str = Field(
         "fusion_head_int8",

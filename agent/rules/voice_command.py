@@ -58,6 +58,7 @@ class VoiceCommandRule(Rule):
         ctx = self.ctx
         now = ctx.settings.current
         seg, rec = heard.segment, heard.recognition
+        said = rec  # what the recognizer alone decided (for ``on_decision``)
         if rec.intent is None and rec.posterior is not None:  # a candidate (takes_candidate)
             rec = replace(rec, intent=rec.posterior.intent, text=rec.posterior.phrase)
             heard = Heard(seg, rec)
@@ -67,7 +68,7 @@ class VoiceCommandRule(Rule):
         x_image = person.x_image
         fused = self._fuser.fuse(rec, person)
         if ctx.on_decision is not None:
-            ctx.on_decision(seg, rec, x_image, fused.score)
+            ctx.on_decision(seg, said, x_image, fused.score)
         if now.require_person and not person.with_person:
             ctx.decisions.nobody_in_view += 1
             _LOGGER.info(
