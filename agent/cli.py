@@ -81,8 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     msub.add_parser("verify", help="check every model file against its manifest sha256")
     mi = msub.add_parser(
         "install",
-        help="install a model folder (manifest.json + file) after checking licence, sha256 "
-        "and a test load; the replaced version is kept for rollback",
+        help="install a signed bundle (manifest.json, manifest.sig, files) after checking the "
+        "signature against models.trusted_keys, every file's sha256 and size, the release "
+        "counter, expiry, licence and a test load; the replaced version is kept for rollback",
     )
     mi.add_argument("source", type=Path, help="folder holding manifest.json and the model file")
     mi.add_argument("--config", "-c", type=Path, help="config YAML (runtimes for the test load)")
@@ -91,6 +92,18 @@ def _parser() -> argparse.ArgumentParser:
     mr.add_argument("name", help="model name")
     for m in msub.choices.values():
         m.add_argument("--dir", type=Path, help="model store (default: bundled models/)")
+    mk = msub.add_parser(
+        "keygen", help="make an Ed25519 signing key; prints the public key for trusted_keys"
+    )
+    mk.add_argument("--out", type=Path, required=True, help="private key file to write (0600)")
+    ms = msub.add_parser(
+        "sign", help="list every file of a bundle in its manifest, set its release, sign it"
+    )
+    ms.add_argument("bundle", type=Path, help="bundle folder (manifest.json + files)")
+    ms.add_argument("--key", type=Path, required=True, help="private key from `models keygen`")
+    ms.add_argument("--release", type=int, help="release counter (default: the manifest's + 1)")
+    ms.add_argument("--expires-days", type=float, help="the bundle expires this many days on")
+    ms.add_argument("--min-agent-version", help="oldest edge-agent version that may run it")
 
     dev = sub.add_parser(
         "devices", help="cameras (/dev/video*) and microphones, with what they support"
@@ -241,9 +254,14 @@ def _manifest_row(m: Manifest) -> dict[str, str]:
 def cmd_models(args: argparse.Namespace) -> int:
     from agent.models.store import ModelStore
 
+    if args.models_command in ("keygen", "sign"):
+        return _models_keys(args)
     store = ModelStore(args.dir or (_config(args.config).models.dir if "config" in args else None))
     if args.models_command == "install":
-        installed = store.install(args.source, _config(args.config).runtimes, force=args.force)
+        cfg = _config(args.config)
+        installed = store.install(
+            args.source, cfg.runtimes, force=args.force, trusted=cfg.models.public_keys()
+        )
         print(f"installed {installed.ref} into {installed.folder}")
         return EX_OK
     if args.models_command == "rollback":
@@ -267,6 +285,34 @@ def cmd_models(args: argparse.Namespace) -> int:
             bad += 1
             print(f"FAIL {err}")
     return EX_OK if bad == 0 else EX_FAIL
+
+
+def _models_keys(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from agent.models.bundle import generate_key, key_id, sign_bundle, write_key
+
+    if args.models_command == "keygen":
+        if args.out.exists():
+            raise EdgeAgentError(f"models keygen: {args.out} exists; not overwriting a key")
+        pair = generate_key()
+        write_key(pair, args.out)
+        print(f"private key: {args.out} (key id {key_id(pair.public)}); keep it off the box")
+        print("add to the box's config:")
+        print(f"models:\n  trusted_keys:\n    - {pair.public_b64}")
+        return EX_OK
+    expires = None
+    if args.expires_days is not None:
+        expires = datetime.now(UTC) + timedelta(days=args.expires_days)
+    data = sign_bundle(
+        args.bundle,
+        args.key,
+        release=args.release,
+        expires=expires,
+        min_agent_version=args.min_agent_version,
+    )
+    print(f"signed {data.get('name')} release {data['release']} ({len(data['files'])} files)")
+    return EX_OK
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

@@ -220,7 +220,7 @@ def test_train_fusion_installs_and_evaluates(quick_corpus: Path, tmp_path: Path)
     sh.copytree(Path(__file__).resolve().parents[1] / "models", store)
     (store / "fusion_head_int8").exists() and sh.rmtree(store / "fusion_head_int8")
     cfg = tmp_path / "agent.yaml"
-    cfg.write_text(f"models:\n  dir: {store}\nmqtt:\n  enabled: false\n")
+    cfg.write_text(f"mqtt:\n  enabled: false\nmodels:\n  dir: {store}\n")
     proc = run_agent(
         "train", "--fusion", "--quick", "--config", str(cfg), "--corpus", str(quick_corpus),
         "--out", str(bundle), timeout=300,
@@ -232,7 +232,14 @@ def test_train_fusion_installs_and_evaluates(quick_corpus: Path, tmp_path: Path)
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["precision"] == "int8" and manifest["task"] == "fusion"
     assert (bundle / "accuracy.json").is_file() and (bundle / "LICENSE").is_file()
-    proc = run_agent("models", "install", str(bundle), "--dir", str(store))
+    proc = run_agent("models", "install", str(bundle), "--dir", str(store), "-c", str(cfg))
+    assert proc.returncode == 1 and "empty_trust_store" in proc.stderr  # unsigned: refused
+    key = tmp_path / "signing.key"
+    proc = run_agent("models", "keygen", "--out", str(key))
+    public = proc.stdout.strip().splitlines()[-1].split("- ", 1)[1]
+    cfg.write_text(cfg.read_text() + f"  trusted_keys:\n    - {public}\n")
+    assert run_agent("models", "sign", str(bundle), "--key", str(key)).returncode == 0
+    proc = run_agent("models", "install", str(bundle), "--dir", str(store), "-c", str(cfg))
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = tmp_path / "fusion.json"
     proc = run_agent(

@@ -142,14 +142,22 @@ def test_install_refuses_changed_io_unless_forced(tmp_path: Path) -> None:
 
 
 def test_cli_models_install_and_rollback(tmp_path: Path) -> None:
+    from agent.models.bundle import generate_key, sign_bundle, write_key
+
+    pair = generate_key()
+    write_key(pair, tmp_path / "signing.key")
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"models:\n  trusted_keys:\n    - {pair.public_b64}\n")
     root = model_folder(tmp_path / "store", "tiny").parent
     bad = new_version(tmp_path, "tiny", "2.0.0", bias=1.0)
     write_manifest(bad, "model.onnx", name="tiny", version="2.0.0", sha256="ab" * 32)
-    res = run_agent("models", "install", str(bad), "--dir", str(root), timeout=120)
+    sign_bundle(bad, tmp_path / "signing.key", release=2)
+    res = run_agent("models", "install", str(bad), "--dir", str(root), "-c", str(cfg), timeout=120)
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert "tiny@2.0.0" in res.stderr and "does not match" in res.stderr
     good = new_version(tmp_path, "tiny", "3.0.0", bias=1.0)
-    res = run_agent("models", "install", str(good), "--dir", str(root), timeout=120)
+    sign_bundle(good, tmp_path / "signing.key", release=3)
+    res = run_agent("models", "install", str(good), "--dir", str(root), "-c", str(cfg), timeout=120)
     assert res.returncode == 0, res.stderr
     listed = run_agent("models", "list", "--json", "--dir", str(root), timeout=120)
     assert [m["version"] for m in json.loads(listed.stdout)] == ["3.0.0"]

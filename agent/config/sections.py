@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from agent.config.base import Section
 
@@ -184,6 +184,28 @@ class ModelsConfig(Section):
         None,
         description="Model store directory; default the 'models/' folder shipped with the agent.",
     )
+    trusted_keys: list[str] = Field(
+        default_factory=list,
+        description="Ed25519 public keys (base64, from `edge-agent models keygen`) whose "
+        "signed bundles `models install` accepts; empty accepts nothing.",
+    )
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _check_keys(cls, value: list[str]) -> list[str]:
+        from agent.models.bundle import parse_public_key
+
+        for i, text in enumerate(value):
+            try:
+                parse_public_key(text)
+            except ValueError as err:
+                raise ValueError(f"key {i}: {err}") from err
+        return value
+
+    def public_keys(self) -> list[bytes]:
+        from agent.models.bundle import parse_public_key
+
+        return [parse_public_key(k) for k in self.trusted_keys]
 
 
 class HealthConfig(Section):

@@ -15,12 +15,15 @@ import os
 import re
 import shutil
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent import __version__
 from agent.config.runtimes import RuntimesConfig
 from agent.errors import EdgeAgentError, ModelError, ModelIntegrityError
+from agent.models.bundle import verify_bundle
 from agent.runtimes.base import (
     Array,
     RuntimeName,
@@ -38,6 +41,15 @@ MODELS_ENV = "EDGE_AGENT_MODELS"
 _REQUIRED = ("name", "version", "file", "sha256", "runtime", "licence", "source")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _REDISTRIBUTABLE = {"Apache-2.0", "MIT", "BSD-2-Clause", "BSD-3-Clause", "CC0-1.0", "public-domain"}
+
+
+def _name_of(folder: Path) -> str:
+    """The ``name`` a bundle folder's manifest declares ("" when unreadable)."""
+    try:
+        name = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("name")
+    except (OSError, ValueError):
+        return ""
+    return str(name) if isinstance(name, str) and _NAME.match(name) else ""
 
 
 def default_root() -> Path:
@@ -203,7 +215,11 @@ class ModelStore:
         return read_manifest(folder) if (folder / "manifest.json").is_file() else None
 
     def install(
-        self, source: Path, runtimes: RuntimesConfig | None = None, force: bool = False
+        self,
+        source: Path,
+        runtimes: RuntimesConfig | None = None,
+        force: bool = False,
+        trusted: Sequence[bytes] | None = None,
     ) -> Manifest:
         """Install the model folder ``source`` (manifest.json + file) as the active version.
 
@@ -212,6 +228,15 @@ class ModelStore:
         unless ``force``, its inputs and outputs are those of the installed version (the
         extractor around it expects them). The version it replaces is kept for ``rollback``.
         """
+        if trusted is not None:
+            # Signature, every file's hash and size, release, expiry, agent version: before
+            # anything of the bundle is read or run.
+            verify_bundle(
+                source,
+                trusted,
+                installed_release=self.release(_name_of(source)),
+                agent_version=__version__,
+            )
         new = read_manifest(source)
         self.verify(new)
         session = open_model(new, runtimes)  # canary: it must load and run on this box
@@ -224,6 +249,13 @@ class ModelStore:
             shutil.copytree(source, incoming)
             staged = read_manifest(incoming)
             self.verify(staged)  # the copy, not only the source
+            if trusted is not None:
+                verify_bundle(
+                    incoming,
+                    trusted,
+                    installed_release=self.release(new.name),
+                    agent_version=__version__,
+                )
         except (OSError, ModelError) as err:
             shutil.rmtree(incoming, ignore_errors=True)
             raise ModelError(f"{new.ref}: install failed, store unchanged: {err}") from err
@@ -251,6 +283,18 @@ class ModelStore:
                 f"{new.ref}: inputs/outputs {_io_text(session)} differ from the installed "
                 f"{old.ref} ({_io_text(current)}); store unchanged (use --force to install)"
             )
+
+    def release(self, name: str) -> int | None:
+        """The installed release counter of ``name`` (0 for a bundle without one), None when
+        nothing is installed."""
+        path = self.root / name / "manifest.json"
+        if not path.is_file():
+            return None
+        try:
+            value = json.loads(path.read_text(encoding="utf-8")).get("release", 0)
+        except (OSError, ValueError):
+            return 0
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
     def rollback(self, name: str) -> Manifest:
         """Make the version that the last install replaced active again (and vice versa)."""

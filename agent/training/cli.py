@@ -110,7 +110,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             indent=2,
         )
     )
-    print(f"install with: edge-agent models install {result.bundle}")
+    print(
+        f"sign and install with: edge-agent models sign {result.bundle} --key KEY && "
+        f"edge-agent models install {result.bundle}"
+    )
     return 0
 
 
@@ -160,7 +163,10 @@ def _train_fusion(cfg: AgentConfig, args: argparse.Namespace) -> int:
         from agent.evaluation.fusion import format_fusion
 
         print(format_fusion(held))
-    print(f"install with: edge-agent models install {result.bundle}")
+    print(
+        f"sign and install with: edge-agent models sign {result.bundle} --key KEY && "
+        f"edge-agent models install {result.bundle}"
+    )
     return 0
 
 

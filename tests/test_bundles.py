@@ -1,0 +1,217 @@
+"""Signed bundles (RELIABILITY U1, U2, U3, U14): every bad bundle is refused before anything of
+it runs, the old model keeps serving, and no staging folder is left behind."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.models.bundle import (
+    BundleRejected,
+    generate_key,
+    key_id,
+    parse_public_key,
+    sign_bundle,
+    verify_bundle,
+    write_key,
+)
+from agent.models.store import ModelStore
+from tests.conftest import run_agent
+from tests.tiny_models import B, W, model_folder
+
+X = np.array([[1.0, 2.0, 3.0, 4.0]], dtype=np.float32)
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> tuple[Path, bytes]:
+    pair = generate_key()
+    path = tmp_path / "keys" / "signing.key"
+    write_key(pair, path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    return path, pair.public
+
+
+def _store(tmp_path: Path) -> ModelStore:
+    return ModelStore(model_folder(tmp_path / "store", "tiny").parent)
+
+
+def _bundle(
+    tmp_path: Path, key_path: Path, release: int = 2, bias: float = 1.0, **kw: object
+) -> Path:
+    folder = model_folder(
+        tmp_path / f"in-{release}-{bias}", "tiny", version=f"{release}.0", bias=B + bias
+    )
+    sign_bundle(folder, key_path, release=release, **kw)  # type: ignore[arg-type]
+    return folder
+
+
+def _serves_old(store: ModelStore) -> None:
+    session, manifest = store.load("tiny")
+    assert manifest.version == "1.0.0"
+    np.testing.assert_allclose(session.run({"x": X})["y"], X @ W + B, rtol=1e-6)
+    assert not [p for p in store.root.iterdir() if p.name.endswith(".incoming")]
+
+
+def test_signed_bundle_installs(tmp_path: Path, key: tuple[Path, bytes]) -> None:
+    store = _store(tmp_path)
+    folder = _bundle(tmp_path, key[0])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["files"]["model.onnx"]["size"] == (folder / "model.onnx").stat().st_size
+    assert json.loads((folder / "manifest.sig").read_text())["key_id"] == key_id(key[1])
+    assert store.install(folder, trusted=[key[1]]).version == "2.0"
+    assert store.release("tiny") == 2
+    session, _ = store.load("tiny")
+    np.testing.assert_allclose(session.run({"x": X})["y"], X @ W + B + 1.0, rtol=1e-6)
+
+
+def _flip(path: Path, at: int = 100) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "code"),
+    [
+        ("flip_model", "hash_mismatch"),
+        ("truncate_model", "size_mismatch"),
+        ("edit_manifest", "bad_signature"),
+        ("flip_signature", "bad_signature"),
+        ("drop_signature", "unsigned"),
+        ("drop_model", "missing_file"),
+        ("add_file", "unexpected_file"),
+    ],
+)
+def test_tampered_bundles_are_refused(
+    tmp_path: Path, key: tuple[Path, bytes], damage: str, code: str
+) -> None:
+    store = _store(tmp_path)
+    folder = _bundle(tmp_path, key[0])
+    model, manifest, sig = folder / "model.onnx", folder / "manifest.json", folder / "manifest.sig"
+    if damage == "flip_model":
+        _flip(model)
+    elif damage == "truncate_model":
+        model.write_bytes(model.read_bytes()[:-10])
+    elif damage == "edit_manifest":
+        data = json.loads(manifest.read_text())
+        data["release"] = 99
+        manifest.write_text(json.dumps(data, indent=2) + "\n")
+    elif damage == "flip_signature":
+        data = json.loads(sig.read_text())
+        raw = bytearray(__import__("base64").b64decode(data["signature"]))
+        raw[0] ^= 0x01
+        data["signature"] = __import__("base64").b64encode(bytes(raw)).decode()
+        sig.write_text(json.dumps(data))
+    elif damage == "drop_signature":
+        sig.unlink()
+    elif damage == "drop_model":
+        model.unlink()
+    elif damage == "add_file":
+        (folder / "extra.bin").write_bytes(b"x")
+    with pytest.raises(BundleRejected) as info:
+        store.install(folder, trusted=[key[1]])
+    assert info.value.code == code
+    _serves_old(store)
+
+
+def test_wrong_key_and_empty_trust_store_are_refused(
+    tmp_path: Path, key: tuple[Path, bytes]
+) -> None:
+    store = _store(tmp_path)
+    folder = _bundle(tmp_path, key[0])
+    other = generate_key().public
+    with pytest.raises(BundleRejected) as info:
+        store.install(folder, trusted=[other])
+    assert info.value.code == "untrusted_key"
+    with pytest.raises(BundleRejected) as info:
+        store.install(folder, trusted=[])
+    assert info.value.code == "empty_trust_store"
+    _serves_old(store)
+
+
+def test_older_and_same_release_are_refused(tmp_path: Path, key: tuple[Path, bytes]) -> None:
+    store = _store(tmp_path)
+    assert store.install(_bundle(tmp_path, key[0], release=5), trusted=[key[1]]).version == "5.0"
+    for release in (5, 4):
+        with pytest.raises(BundleRejected) as info:
+            store.install(_bundle(tmp_path, key[0], release=release, bias=2.0), trusted=[key[1]])
+        assert info.value.code == "version_not_newer"
+        assert store.release("tiny") == 5
+
+
+def test_expired_and_too_new_for_this_agent_are_refused(
+    tmp_path: Path, key: tuple[Path, bytes]
+) -> None:
+    store = _store(tmp_path)
+    past = datetime.now(UTC) - timedelta(days=1)
+    with pytest.raises(BundleRejected) as info:
+        store.install(_bundle(tmp_path, key[0], expires=past), trusted=[key[1]])
+    assert info.value.code == "expired"
+    with pytest.raises(BundleRejected) as info:
+        store.install(
+            _bundle(tmp_path, key[0], release=3, min_agent_version="99.0"), trusted=[key[1]]
+        )
+    assert info.value.code == "incompatible_agent"
+    _serves_old(store)
+    future = datetime.now(UTC) + timedelta(days=30)
+    ok = _bundle(tmp_path, key[0], release=4, expires=future, min_agent_version="0.1.0")
+    assert store.install(ok, trusted=[key[1]]).version == "4.0"
+
+
+def test_other_inputs_are_refused_before_activation(
+    tmp_path: Path, key: tuple[Path, bytes]
+) -> None:
+    store = _store(tmp_path)
+    folder = model_folder(tmp_path / "tfl", "tiny", kind="tflite", version="2.0")
+    sign_bundle(folder, key[0], release=2)
+    with pytest.raises(Exception, match="differ from the installed"):
+        store.install(folder, trusted=[key[1]])
+    _serves_old(store)
+
+
+def test_verify_reads_nothing_before_the_signature(tmp_path: Path, key: tuple[Path, bytes]) -> None:
+    """An unsigned folder whose manifest is garbage is refused as unsigned, not parsed."""
+    folder = tmp_path / "junk"
+    folder.mkdir()
+    (folder / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleRejected) as info:
+        verify_bundle(folder, [key[1]], installed_release=None, agent_version="0.1.0")
+    assert info.value.code == "unsigned"
+
+
+def test_trust_store_entries_are_checked() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        parse_public_key("AAAA")
+    with pytest.raises(ValueError, match="base64"):
+        parse_public_key("not base64!")
+
+
+def test_cli_keygen_sign_install(tmp_path: Path) -> None:
+    root = _store(tmp_path).root
+    keyfile = tmp_path / "k" / "signing.key"
+    res = run_agent("models", "keygen", "--out", str(keyfile))
+    assert res.returncode == 0, res.stderr
+    public = res.stdout.strip().splitlines()[-1].split("- ", 1)[1]
+    assert len(parse_public_key(public)) == 32
+    again = run_agent("models", "keygen", "--out", str(keyfile))
+    assert again.returncode == 1 and "not overwriting" in again.stderr
+    folder = model_folder(tmp_path / "new", "tiny", version="2.0", bias=B + 1.0)
+    res = run_agent("models", "sign", str(folder), "--key", str(keyfile), "--expires-days", "30")
+    assert res.returncode == 0 and "release 1" in res.stdout, res.stderr
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("mqtt:\n  enabled: false\n")
+    res = run_agent("models", "install", str(folder), "--dir", str(root), "-c", str(empty))
+    assert res.returncode == 1 and "empty_trust_store" in res.stderr
+    assert "Traceback" not in res.stderr
+    trusting = tmp_path / "trust.yaml"
+    trusting.write_text(f"mqtt:\n  enabled: false\nmodels:\n  trusted_keys:\n    - {public}\n")
+    res = run_agent("models", "install", str(folder), "--dir", str(root), "-c", str(trusting))
+    assert res.returncode == 0, res.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  trusted_keys:\n    - AAAA\n")
+    res = run_agent("check-config", str(bad))
+    assert res.returncode == 78 and "trusted_keys" in res.stderr
