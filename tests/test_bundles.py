@@ -215,3 +215,80 @@ def test_cli_keygen_sign_install(tmp_path: Path) -> None:
     bad.write_text("models:\n  trusted_keys:\n    - AAAA\n")
     res = run_agent("check-config", str(bad))
     assert res.returncode == 78 and "trusted_keys" in res.stderr
+
+
+# ----------------------------------------------------------------- kill -9 during the switch
+
+
+def _kill_at(step: str, args: list[str], tmp_path: Path) -> int:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EDGE_AGENT_FAILPOINT": step}
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    return proc.returncode
+
+
+def _state(root: Path) -> tuple[str, list[str]]:
+    store = ModelStore(root)  # a restart: recovery runs here
+    session, manifest = store.load("tiny")
+    y = session.run({"x": X})["y"]
+    bias = float(np.round((y - X @ W - B).mean(), 3))
+    assert {"1.0.0": 0.0, "2.0": 1.0, "3.0": 2.0}[manifest.version] == bias  # bytes match
+    leftovers = sorted(p.name for p in root.iterdir() if p.name.startswith("."))
+    return manifest.version, leftovers
+
+
+@pytest.mark.parametrize(
+    ("step", "after"),
+    [
+        ("staged", "old"),
+        ("trashed", "old"),
+        ("set_aside", "new"),  # the staged copy verifies: the install is finished
+        ("activated", "new"),
+    ],
+)
+def test_kill_9_at_every_step_of_an_install_leaves_old_or_new(
+    tmp_path: Path, key: tuple[Path, bytes], step: str, after: str
+) -> None:
+    """RELIABILITY U8: after the kill and one restart exactly the old or the new version
+    serves, and a second restart changes nothing."""
+    store = _store(tmp_path)
+    cfg = tmp_path / "trust.yaml"
+    public = __import__("base64").b64encode(key[1]).decode()
+    cfg.write_text(f"models:\n  trusted_keys:\n    - {public}\n")
+    # A first update, so that a previous version exists (the trash step needs one).
+    store.install(_bundle(tmp_path, key[0], release=2, bias=1.0), trusted=[key[1]])
+    root = store.root
+    new = _bundle(tmp_path, key[0], release=3, bias=2.0)
+    rc = _kill_at(
+        step, ["models", "install", str(new), "--dir", str(root), "-c", str(cfg)], tmp_path
+    )
+    assert rc == -9, rc
+    version, leftovers = _state(root)
+    assert version == {"old": "2.0", "new": "3.0"}[after]
+    assert all(name in (".lock", ".tiny.previous") for name in leftovers), leftovers
+    assert _state(root) == (version, leftovers)  # converged: nothing left to do
+
+
+@pytest.mark.parametrize("step", ["rollback_aside", "rollback_active"])
+def test_kill_9_during_a_rollback_leaves_one_of_the_two(
+    tmp_path: Path, key: tuple[Path, bytes], step: str
+) -> None:
+    store = _store(tmp_path)
+    store.install(_bundle(tmp_path, key[0], release=2, bias=1.0), trusted=[key[1]])
+    rc = _kill_at(step, ["models", "rollback", "tiny", "--dir", str(store.root)], tmp_path)
+    assert rc == -9
+    version, leftovers = _state(store.root)
+    assert version in ("1.0.0", "2.0")
+    assert ".tiny.previous" in leftovers  # the other one is still there to roll back to
+    assert _state(store.root) == (version, leftovers)

@@ -15,7 +15,8 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,68 @@ def _name_of(folder: Path) -> str:
     except (OSError, ValueError):
         return ""
     return str(name) if isinstance(name, str) and _NAME.match(name) else ""
+
+
+_LEFTOVER = re.compile(r"^\.(.+)\.(incoming|trash|swap)$")
+FAILPOINT_ENV = "EDGE_AGENT_FAILPOINT"
+
+
+def _failpoint(step: str) -> None:
+    """Tests kill the process here (``EDGE_AGENT_FAILPOINT=<step>``) to prove recovery."""
+    if os.environ.get(FAILPOINT_ENV) == step:
+        os.kill(os.getpid(), 9)
+
+
+@contextmanager
+def _locked(root: Path, wait: bool = True) -> Iterator[bool]:
+    """``<root>/.lock`` held exclusively (flock); yields False when ``wait`` is off and
+    another process holds it."""
+    import fcntl
+
+    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            with p.open("rb") as f:
+                os.fsync(f.fileno())
+    for d in sorted((p for p in path.rglob("*") if p.is_dir()), reverse=True):
+        _fsync_dir(d)
+    _fsync_dir(path)
+
+
+def _complete(folder: Path) -> bool:
+    """A staged copy is complete when its manifest reads and every listed file verifies."""
+    try:
+        manifest = read_manifest(folder)
+        if sha256_of(manifest.path) != manifest.sha256:
+            return False
+        files = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("files")
+        for name, want in (files or {}).items():
+            target = folder / name
+            if target.stat().st_size != want["size"] or sha256_of(target) != want["sha256"]:
+                return False
+    except (OSError, ValueError, KeyError, TypeError, ModelError):
+        return False
+    return True
 
 
 def default_root() -> Path:
@@ -155,8 +218,64 @@ def open_model(
 
 
 class ModelStore:
+    """Folders ``<root>/<name>``; an install or rollback interrupted at any step (even by
+    ``kill -9``) is finished or undone by the next ``ModelStore`` on the same root."""
+
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or default_root()
+        self.recover()
+
+    def recover(self) -> list[str]:
+        """Bring every model back to exactly its old or its new version; returns what it did.
+
+        Leftovers of the swap (see ``install``): ``.<name>.incoming`` (staged, complete only
+        once verified), ``.<name>.trash`` (an old previous being deleted), ``.<name>.swap``
+        (``rollback``'s middle step).
+        """
+        done: list[str] = []
+        if not self.root.is_dir() or not os.access(self.root, os.W_OK):
+            return done
+        if not any(_LEFTOVER.match(p.name) for p in self.root.iterdir()):
+            return done  # the common case: no lock file, nothing written
+        with _locked(self.root, wait=False) as held:
+            if held:  # else an install or rollback is under way: its leftovers are live
+                self._recover(done)
+        if done:
+            _fsync_dir(self.root)
+            for line in done:
+                _LOGGER.warning("model store %s: %s", self.root, line)
+        return done
+
+    def _recover(self, done: list[str]) -> None:
+        for leftover in sorted(self.root.iterdir()):
+            m = _LEFTOVER.match(leftover.name)
+            if not m or not leftover.is_dir():
+                continue
+            name, kind = m.group(1), m.group(2)
+            current, previous = self.root / name, self._previous_dir(name)
+            if kind == "trash":
+                shutil.rmtree(leftover, ignore_errors=True)
+                done.append(f"{name}: removed an old version being deleted")
+            elif kind == "swap":
+                if not current.exists():
+                    leftover.rename(current)  # rollback stopped after its first rename
+                    done.append(f"{name}: rollback undone")
+                elif not previous.exists():
+                    leftover.rename(previous)  # ... or after its second
+                    done.append(f"{name}: rollback finished")
+                else:
+                    shutil.rmtree(leftover, ignore_errors=True)
+            elif current.exists():
+                shutil.rmtree(leftover, ignore_errors=True)  # staged, never activated
+                done.append(f"{name}: unfinished install discarded, old version kept")
+            elif _complete(leftover):
+                leftover.rename(current)  # the old one was already set aside
+                done.append(f"{name}: interrupted install finished")
+            else:
+                shutil.rmtree(leftover, ignore_errors=True)
+                if previous.exists():
+                    previous.rename(current)
+                    done.append(f"{name}: unfinished install discarded, old version restored")
 
     def names(self) -> list[str]:
         if not self.root.is_dir():
@@ -221,6 +340,18 @@ class ModelStore:
         force: bool = False,
         trusted: Sequence[bytes] | None = None,
     ) -> Manifest:
+        """See ``_install``; one install or rollback at a time per store (a lock file)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _locked(self.root):
+            return self._install(source, runtimes, force, trusted)
+
+    def _install(
+        self,
+        source: Path,
+        runtimes: RuntimesConfig | None,
+        force: bool,
+        trusted: Sequence[bytes] | None,
+    ) -> Manifest:
         """Install the model folder ``source`` (manifest.json + file) as the active version.
 
         Nothing in the store changes unless the manifest is valid, the licence is
@@ -247,6 +378,8 @@ class ModelStore:
         shutil.rmtree(incoming, ignore_errors=True)
         try:
             shutil.copytree(source, incoming)
+            _fsync_tree(incoming)
+            _failpoint("staged")
             staged = read_manifest(incoming)
             self.verify(staged)  # the copy, not only the source
             if trusted is not None:
@@ -259,12 +392,23 @@ class ModelStore:
         except (OSError, ModelError) as err:
             shutil.rmtree(incoming, ignore_errors=True)
             raise ModelError(f"{new.ref}: install failed, store unchanged: {err}") from err
+        # The switch: every step is one rename, so a kill anywhere leaves a state that
+        # ``recover`` turns into exactly the old or the new version.
         current = self.root / new.name
         previous = self._previous_dir(new.name)
         if current.exists():
-            shutil.rmtree(previous, ignore_errors=True)
+            if previous.exists():
+                trash = self.root / f".{new.name}.trash"
+                shutil.rmtree(trash, ignore_errors=True)
+                previous.rename(trash)
+                _failpoint("trashed")
+                shutil.rmtree(trash, ignore_errors=True)
             current.rename(previous)
+            _fsync_dir(self.root)
+            _failpoint("set_aside")
         incoming.rename(current)
+        _fsync_dir(self.root)
+        _failpoint("activated")
         _LOGGER.info("model %s installed into %s", new.ref, current)
         return read_manifest(current)
 
@@ -298,6 +442,10 @@ class ModelStore:
 
     def rollback(self, name: str) -> Manifest:
         """Make the version that the last install replaced active again (and vice versa)."""
+        with _locked(self.root):
+            return self._rollback(name)
+
+    def _rollback(self, name: str) -> Manifest:
         previous = self._previous_dir(name)
         old = self.previous(name)
         if old is None:
@@ -308,9 +456,12 @@ class ModelStore:
         shutil.rmtree(swap, ignore_errors=True)
         if current.exists():
             current.rename(swap)
+            _failpoint("rollback_aside")
         previous.rename(current)
+        _failpoint("rollback_active")
         if swap.exists():
             swap.rename(previous)
+        _fsync_dir(self.root)
         _LOGGER.info("model %s rolled back to %s", name, old.ref)
         return read_manifest(current)
 
