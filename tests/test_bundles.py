@@ -292,3 +292,92 @@ def test_kill_9_during_a_rollback_leaves_one_of_the_two(
     assert version in ("1.0.0", "2.0")
     assert ".tiny.previous" in leftovers  # the other one is still there to roll back to
     assert _state(store.root) == (version, leftovers)
+
+
+# ----------------------------------------------------------------- the canary (U10)
+
+
+def _onnx(path: Path, nodes: list[object], inits: list[object]) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        nodes,
+        "canary",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def _slow(folder: Path) -> None:
+    """Same inputs and outputs as the tiny model, ~600 M multiply-adds in between."""
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("Reshape", ["x", "s4"], ["x4"]),
+        helper.make_node("Expand", ["x4", "big"], ["img"]),
+        helper.make_node("Conv", ["img", "k", "kb"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("ReduceMean", ["c"], ["m"], axes=[2, 3], keepdims=0),
+        helper.make_node("MatMul", ["m", "w"], ["y"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([1, 4, 1, 1], np.int64), "s4"),
+        numpy_helper.from_array(np.array([1, 4, 512, 512], np.int64), "big"),
+        numpy_helper.from_array(rng.normal(0, 0.1, (64, 4, 3, 3)).astype(np.float32), "k"),
+        numpy_helper.from_array(np.zeros(64, np.float32), "kb"),
+        numpy_helper.from_array(rng.normal(0, 0.1, (64, 3)).astype(np.float32), "w"),
+    ]
+    _onnx(folder / "model.onnx", nodes, inits)
+
+
+@pytest.mark.parametrize("bad", ["nan", "shape", "slow", "fails"])
+def test_canary_refuses_broken_models(tmp_path: Path, bad: str) -> None:
+    from onnx import helper, numpy_helper
+
+    from tests.tiny_models import write_manifest
+
+    store = _store(tmp_path)
+    folder = tmp_path / f"bad-{bad}" / "tiny"
+    folder.mkdir(parents=True)
+    extra: dict[str, object] = {}
+    if bad == "nan":
+        model_folder(folder.parent, "tiny", version="2.0", bias=np.array([np.nan, 0, 0]))
+    elif bad == "shape":
+        model_folder(folder.parent, "tiny", version="2.0")
+        extra["outputs"] = [{"name": "y", "shape": [1, 5], "dtype": "float32"}]
+    elif bad == "slow":
+        _slow(folder)
+    else:  # a graph that cannot run: 4 values into 5 rows
+        nodes = [helper.make_node("Reshape", ["x", "s"], ["y"])]
+        _onnx(folder / "model.onnx", nodes, [numpy_helper.from_array(np.array([5, -1]), "s")])
+    write_manifest(folder, "model.onnx", name="tiny", version="2.0", **extra)
+    with pytest.raises(BundleRejected) as info:
+        store.install(folder)
+    want = {"nan": "canary_nan", "shape": "canary_shape", "slow": "canary_slow"}
+    assert info.value.code == want.get(bad, "canary_failed"), info.value
+    _serves_old(store)
+
+
+def test_canary_runs_in_its_own_process(tmp_path: Path) -> None:
+    """A runtime that dies (here: the canary process is killed) takes only the canary down."""
+    import os
+
+    from agent.models.canary import run_canary
+
+    folder = model_folder(tmp_path / "x", "tiny")
+    os.environ["EDGE_AGENT_FAILPOINT"] = "never"
+    try:
+        ok = run_canary(folder)
+    finally:
+        del os.environ["EDGE_AGENT_FAILPOINT"]
+    assert ok.finite and ok.shapes == {"y": [1, 3]}
+    (folder / "model.onnx").write_bytes(b"\x00not a model")
+    with pytest.raises(BundleRejected) as info:
+        run_canary(folder)
+    assert info.value.code == "canary_failed" and os.getpid() > 0  # we are still here

@@ -25,6 +25,7 @@ from agent import __version__
 from agent.config.runtimes import RuntimesConfig
 from agent.errors import EdgeAgentError, ModelError, ModelIntegrityError
 from agent.models.bundle import verify_bundle
+from agent.models.canary import check_canary
 from agent.runtimes.base import (
     Array,
     RuntimeName,
@@ -370,7 +371,11 @@ class ModelStore:
             )
         new = read_manifest(source)
         self.verify(new)
-        session = open_model(new, runtimes)  # canary: it must load and run on this box
+        # The canary, in a child process: a runtime crash, NaN, other output shapes than
+        # declared, or 10x the installed version's time refuse the model.
+        installed = self.root / new.name
+        check_canary(source, installed if (installed / "manifest.json").is_file() else None)
+        session = open_model(new, runtimes)  # and it must load with this box's runtimes
         if not force and new.name in self.names():
             self._check_compatible(self.manifest(new.name), new, session)
         self.root.mkdir(parents=True, exist_ok=True)
