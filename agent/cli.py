@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,7 +86,14 @@ def _parser() -> argparse.ArgumentParser:
         "signature against models.trusted_keys, every file's sha256 and size, the release "
         "counter, expiry, licence and a test load; the replaced version is kept for rollback",
     )
-    mi.add_argument("source", type=Path, help="folder holding manifest.json and the model file")
+    mi.add_argument("source", help="bundle folder, or an http(s) URL of the bundle as a tar file")
+    mi.add_argument("--sha256", help="expected sha256 of the downloaded tar (URLs)")
+    mi.add_argument(
+        "--max-mb", type=float, default=200.0, help="download size limit in MB (default 200)"
+    )
+    mi.add_argument(
+        "--stall-s", type=float, default=30.0, help="give up on a download silent this long"
+    )
     mi.add_argument("--config", "-c", type=Path, help="config YAML (runtimes for the test load)")
     mi.add_argument("--force", action="store_true", help="install even if inputs/outputs differ")
     mr = msub.add_parser("rollback", help="reactivate the version the last install replaced")
@@ -259,9 +267,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     store = ModelStore(args.dir or (_config(args.config).models.dir if "config" in args else None))
     if args.models_command == "install":
         cfg = _config(args.config)
-        installed = store.install(
-            args.source, cfg.runtimes, force=args.force, trusted=cfg.models.public_keys()
-        )
+        with tempfile.TemporaryDirectory(prefix="edge-agent-bundle-") as tmp:
+            source = _bundle_source(args, Path(tmp))
+            installed = store.install(
+                source, cfg.runtimes, force=args.force, trusted=cfg.models.public_keys()
+            )
         print(f"installed {installed.ref} into {installed.folder}")
         return EX_OK
     if args.models_command == "rollback":
@@ -285,6 +295,23 @@ def cmd_models(args: argparse.Namespace) -> int:
             bad += 1
             print(f"FAIL {err}")
     return EX_OK if bad == 0 else EX_FAIL
+
+
+def _bundle_source(args: argparse.Namespace, tmp: Path) -> Path:
+    """The bundle folder: ``args.source`` itself, or downloaded and unpacked into ``tmp``."""
+    from agent.models.download import download, unpack
+
+    text = str(args.source)
+    if not text.startswith(("http://", "https://")):
+        return Path(text)
+    archive = download(
+        text,
+        tmp / "bundle.tar",
+        max_bytes=int(args.max_mb * 1e6),
+        stall_s=args.stall_s,
+        sha256=args.sha256,
+    )
+    return unpack(archive, tmp / "bundle")
 
 
 def _models_keys(args: argparse.Namespace) -> int:
