@@ -135,11 +135,15 @@ def _config(path: Path | None) -> AgentConfig:
 def cmd_check(args: argparse.Namespace) -> int:
     from agent.extractors.speech import build_recognizer
     from agent.models.store import ModelStore
+    from agent.sources.base import video_kind
+    from agent.sources.camera import redact
 
     cfg = load_config(args.config)
     # The engine knows its vocabulary; building it opens no device.
     build_recognizer(cfg.speech, cfg.intents, ModelStore(cfg.models.dir), cfg.runtimes)
     print(f"{args.config}: OK (device {cfg.device_id}, {len(cfg.intents)} intents)")
+    kind = {"stream": "network stream", "file": "video file", "device": "V4L2 device"}
+    print(f"camera: {kind[video_kind(cfg.camera.source)]} {redact(cfg.camera.source)}")
     return EX_OK
 
 

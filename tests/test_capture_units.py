@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,3 +121,56 @@ def test_redact_hides_every_credential_form() -> None:
     got = redact("http://cam/video.mjpg?user=admin&pwd=hunter2&res=hd")
     assert "hunter2" not in got and "admin" not in got and "res=hd" in got
     assert redact("/dev/video0") == "/dev/video0" and redact("0") == "0"
+
+
+@pytest.mark.parametrize(
+    ("source", "kind"),
+    [
+        ("http://user:secret@cam.local/stream.mjpg", "stream"),
+        ("rtsp://cam/live.mp4", "stream"),
+        ("https://cam/video.avi?token=x", "stream"),
+        ("/var/media/clip.mp4", "file"),
+        ("file:///var/media/clip", "file"),
+        ("0", "device"),
+        ("/dev/video2", "device"),
+    ],
+)
+def test_camera_source_is_chosen_by_scheme_first(source: str, kind: str) -> None:
+    from agent.sources.base import video_kind
+
+    assert video_kind(source) == kind
+
+
+def test_stream_url_that_looks_like_a_file_connects_and_hides_credentials(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A real URL that fails: a closed port on 127.0.0.1, path ending in .mjpg."""
+    import socket
+
+    from agent.config.capture import CameraConfig
+    from agent.core.clock import MonotonicClock
+    from agent.errors import SourceError
+    from agent.sources.base import open_video
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: nothing listens
+    url = f"http://admin:hunter2@127.0.0.1:{port}/stream.mjpg"
+    cfg = CameraConfig(source=url, open_timeout_s=2, read_timeout_s=2)
+    caplog.set_level("DEBUG")
+    with pytest.raises(SourceError) as info:
+        open_video(cfg, MonotonicClock())
+    # The network camera tried (and failed) to connect: not "no such file".
+    assert "cannot open camera http://***@127.0.0.1" in str(info.value)
+    assert "hunter2" not in str(info.value) and "hunter2" not in caplog.text
+
+
+def test_check_config_names_the_camera_kind(tmp_path: Path) -> None:
+    from tests.conftest import run_agent
+
+    cfg = tmp_path / "a.yaml"
+    cfg.write_text("camera:\n  source: rtsp://u:pw1234@cam/live.mp4\n")
+    res = run_agent("check-config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    assert "camera: network stream rtsp://***@cam/live.mp4" in res.stdout
+    assert "pw1234" not in res.stdout + res.stderr

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
-from urllib.parse import unquote, urlparse
+from typing import Literal, Protocol
+from urllib.parse import unquote, urlparse, urlsplit
 
 from agent.config.capture import CameraConfig, MicrophoneConfig
 from agent.core.clock import Clock
 from agent.core.media import AudioChunk, Frame
 
 _VIDEO_EXT = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".mjpeg", ".mjpg"}
+# Decided by scheme first: 'http://cam/stream.mjpg' is a stream, whatever its path ends in.
+STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt"}
+
+VideoKind = Literal["stream", "file", "device"]
+
+
+def video_kind(source: str) -> VideoKind:
+    """What a camera source names: a network stream, a local file, or a V4L2 device."""
+    scheme = urlsplit(source).scheme.lower()
+    if scheme in STREAM_SCHEMES:
+        return "stream"
+    if scheme == "file" or Path(source).suffix.lower() in _VIDEO_EXT:
+        return "file"
+    return "device"
 
 
 class VideoSource(Protocol):
@@ -44,10 +58,8 @@ def file_path(source: str) -> Path | None:
 
 def open_video(cfg: CameraConfig, clock: Clock, paced: bool = True) -> VideoSource:
     """A file stands in for a live camera, so by default it is paced at real time."""
-    path = file_path(cfg.source)
-    if path is None and Path(cfg.source).suffix.lower() in _VIDEO_EXT:
-        path = Path(cfg.source)
-    if path is not None:
+    if video_kind(cfg.source) == "file":
+        path = file_path(cfg.source) or Path(cfg.source)
         from agent.sources.files import VideoFileSource
 
         return VideoFileSource(path, fps_cap=cfg.fps, paced=paced)
