@@ -41,9 +41,12 @@ STOP_JOIN_S = 3.0
 
 
 def build_pipeline(
-    cfg: AgentConfig, sink: Sink, on_progress: Callable[[str], None] | None = None
+    cfg: AgentConfig,
+    sink: Sink,
+    on_progress: Callable[[str], None] | None = None,
+    store: ModelStore | None = None,
 ) -> Pipeline:
-    store = ModelStore(cfg.models.dir)
+    store = store or ModelStore(cfg.models.dir)
     vad_session, vad_manifest = store.load(cfg.vad.model, runtimes=cfg.runtimes)
     vis_session, vis_manifest = store.load(
         cfg.vision.model, threads=cfg.vision.threads, runtimes=cfg.runtimes
@@ -159,18 +162,36 @@ class LiveAgent:
         self.beats = Heartbeats(cfg.health.stall_seconds)
         self._audio_beats = Heartbeats(cfg.health.stall_seconds)
         self.notifier = Notifier()
+        self.exit_code = 0
         self.publisher = MqttPublisher(cfg.mqtt, cfg.device_id) if cfg.mqtt.enabled else None
         sink: Sink = self.publisher if self.publisher else JsonLinesSink(sys.stdout)
+        # Before any model loads: a pending update that keeps failing is rolled back here.
+        self.store = ModelStore(cfg.models.dir)
+        self.rolled_back = self.store.start_attempt(cfg.models.max_failed_starts)
         # Only inference progress is a heartbeat; a camera that is offline is "degraded"
         # (the supervisor reconnects), not a reason for systemd to restart the agent.
-        self.pipeline = build_pipeline(cfg, sink, self._on_progress)
+        self.pipeline = build_pipeline(cfg, sink, self._on_progress, store=self.store)
         if self.publisher is not None:
             self.beats.add_check("mqtt", self.publisher.network_alive)
         self.control = None
+        self.updater = None
         if self.publisher is not None:
             from agent.control import MqttControl
+            from agent.models.updates import ModelUpdater
 
-            self.control = MqttControl(cfg, self.publisher, self.pipeline)
+            self.updater = ModelUpdater(
+                self.store,
+                cfg.models.public_keys(),
+                self.publisher.topics.base,
+                self.publisher.publish_raw,
+                self._restart_for_update,
+                max_bytes=int(cfg.models.update_max_mb * 1e6),
+                stall_s=cfg.models.update_stall_s,
+                model=cfg.speech.command_model,
+            )
+            if self.rolled_back:
+                self.updater.rolled_back(self.rolled_back)
+            self.control = MqttControl(cfg, self.publisher, self.pipeline, updates=True)
             presence = self.pipeline.presence_state
             if presence is not None and presence.enabled:
                 self.control.add_state(
@@ -181,6 +202,13 @@ class LiveAgent:
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         _LOGGER.info("stopping (signal %d)", signum)
+        self._stop.set()
+
+    def _restart_for_update(self, name: str) -> None:
+        """A new model is installed: stop, and let systemd start us again to load it
+        (exit status 75 = EX_TEMPFAIL; the unit restarts on failure)."""
+        _LOGGER.warning("restarting to activate the update of %s", name)
+        self.exit_code = 75
         self._stop.set()
 
     def request_reload(self, signum: int = 0, frame: FrameType | None = None) -> None:
@@ -280,6 +308,10 @@ class LiveAgent:
         if self.control is not None:
             self.control.add_capture(self.capture)
             self.control.attach()
+        if self.updater is not None and self.publisher is not None:
+            updater = self.updater
+            updater.attach(self.publisher.subscribe)
+            self.publisher.add_connect_hook(updater.publish_state)
         if self.publisher is not None:
             self.publisher.start()
         self.capture.start()
@@ -298,8 +330,10 @@ class LiveAgent:
             dog = Watchdog(self.notifier, self.beats, watchdog_usec / 2e6)
             dog.start()
         _LOGGER.info("edge-agent %s running", self.cfg.device_id)
+        healthy_since: float | None = None
         try:
             while not self._stop.wait(0.5):
+                healthy_since = self._health_window(healthy_since)
                 if self._reload.is_set():
                     self._reload.clear()
                     self._reload_config()
@@ -310,7 +344,23 @@ class LiveAgent:
                     self.notifier.send(f"STATUS={status}")
         finally:
             self._shutdown(dog)
-        return 0
+        return self.exit_code
+
+    def _health_window(self, since: float | None) -> float | None:
+        """Commit a pending model update once the agent has run healthy long enough."""
+        if self.store.pending() is None:
+            return None
+        if self._status() != "running" or self.beats.stalled():
+            return None  # the window starts again
+        now = time.monotonic()
+        if since is None:
+            return now
+        if now - since >= self.cfg.models.health_window_s:
+            name = self.store.commit()
+            if name and self.updater is not None:
+                self.updater.committed(name)
+            return None
+        return since
 
     def _shutdown(self, dog: Watchdog | None) -> None:
         """Stop capture, decide what is pending, then always publish ``stopped`` and flush."""

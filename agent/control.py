@@ -67,8 +67,15 @@ def _is_online(supervisor: Any) -> Callable[[], bool]:
 
 
 class MqttControl:
-    def __init__(self, cfg: AgentConfig, publisher: ControlPublisher, pipeline: Pipeline) -> None:
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        publisher: ControlPublisher,
+        pipeline: Pipeline,
+        updates: bool = False,
+    ) -> None:
         self.cfg = cfg
+        self._updates = updates  # a model updater answers …/set/model_update
         self.publisher = publisher
         self.pipeline = pipeline
         base = publisher.topics.base
@@ -79,6 +86,7 @@ class MqttControl:
                 pipeline.settings,
                 _publish_fn(publisher),
                 default_commands([e.type for e in self._event_entities()]),
+                handled_elsewhere=("model_update", "model_update_install"),
             )
             if cfg.control.commands
             else None
@@ -157,6 +165,7 @@ class MqttControl:
             commands=tuple(self.commands.commands.values()) if self.commands else (),
             metrics=self.stats.metrics,
             stats_topic=self.stats.topic,
+            updates=self._updates,
         )
         self.discovery.attach(_publish_fn(pub), _subscribe_fn(pub))
         pub.add_connect_hook(self._on_connect)

@@ -163,6 +163,24 @@ PLATFORMS: dict[str, tuple[list[str], dict[str, Any]]] = {
             "value_template": TEMPLATE,
         },
     ),
+    # homeassistant/components/mqtt/update.py of 2024.1 (PLATFORM_SCHEMA_MODERN).
+    "update": (
+        [],
+        {
+            "command_topic": TOPIC,
+            "device_class": {"enum": ["firmware"]},
+            "entity_picture": STRING,
+            "latest_version_template": TEMPLATE,
+            "latest_version_topic": TOPIC,
+            "payload_install": STRING,
+            "release_summary": STRING,
+            "release_url": STRING,
+            "retain": {"type": "boolean"},
+            "state_topic": TOPIC,
+            "title": STRING,
+            "value_template": TEMPLATE,
+        },
+    ),
 }
 TOPIC_RE = re.compile(
     r"^(?P<prefix>.+)/(?P<component>\w+)/(?P<node>[a-zA-Z0-9_-]+)/(?P<object>[a-zA-Z0-9_-]+)/config$"
@@ -203,7 +221,7 @@ def render(template: str, value: str) -> str:
     return env.from_string(template).render(value=value, value_json=value_json)
 
 
-def make_discovery(cfg: HomeAssistantConfig | None = None) -> Discovery:
+def make_discovery(cfg: HomeAssistantConfig | None = None, updates: bool = False) -> Discovery:
     topics = Topics.for_device("edge-agent", "box-1")
     stats = Stats(f"{topics.base}/stats", lambda *a: None, 30)
     stats.add("fps", lambda: 9.5, name="Frames per second", unit="fps")
@@ -218,7 +236,23 @@ def make_discovery(cfg: HomeAssistantConfig | None = None) -> Discovery:
         commands=tuple(commands.commands.values()),
         metrics=stats.metrics,
         stats_topic=stats.topic,
+        updates=updates,
     )
+
+
+def test_update_entity_matches_home_assistant_schema_and_reads_the_state() -> None:
+    configs = dict(make_discovery(updates=True).configs())
+    topic = "homeassistant/update/box-1/model_update/config"
+    assert check_config(topic, configs[topic]) == "update"
+    cfg = configs[topic]
+    assert cfg["command_topic"] == "edge-agent/box-1/set/model_update_install"
+    assert cfg["payload_install"] == "install"
+    state = json.dumps(
+        {"state": "available", "installed_version": "1.0.0", "latest_version": "1.1"}
+    )
+    assert render(cfg["value_template"], state) == "1.0.0"
+    assert render(cfg["latest_version_template"], state) == "1.1"
+    assert "homeassistant/update/box-1/model_update/config" not in dict(make_discovery().configs())
 
 
 def test_every_config_matches_home_assistant_schema() -> None:

@@ -187,7 +187,25 @@ class ModelsConfig(Section):
     trusted_keys: list[str] = Field(
         default_factory=list,
         description="Ed25519 public keys (base64, from `edge-agent models keygen`) whose "
-        "signed bundles `models install` accepts; empty accepts nothing.",
+        "signed bundles `models install` and MQTT updates accept; empty accepts nothing.",
+    )
+    health_window_s: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="After an update, the agent must run healthy this long to keep it.",
+    )
+    max_failed_starts: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="Starts without a healthy run after an update before it is rolled back.",
+    )
+    update_max_mb: float = Field(
+        200.0, gt=0, le=10000, description="Largest bundle an MQTT update may download (MB)."
+    )
+    update_stall_s: float = Field(
+        30.0, gt=0, le=600, description="An update download silent this long is given up."
     )
 
     @field_validator("trusted_keys")

@@ -82,6 +82,16 @@ def _locked(root: Path, wait: bool = True) -> Iterator[bool]:
         os.close(fd)  # closing releases the lock
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    _fsync_dir(path.parent)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -432,6 +442,58 @@ class ModelStore:
                 f"{new.ref}: inputs/outputs {_io_text(session)} differ from the installed "
                 f"{old.ref} ({_io_text(current)}); store unchanged (use --force to install)"
             )
+
+    # -- an update waiting for its health window -------------------------------------
+
+    @property
+    def _pending_path(self) -> Path:
+        return self.root / ".pending.json"
+
+    def mark_pending(self, name: str) -> None:
+        """``name`` was just installed: it must prove itself over the next starts."""
+        _write_atomic(self._pending_path, json.dumps({"name": name, "starts": 0}))
+
+    def pending(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self._pending_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and isinstance(data.get("name"), str) else None
+
+    def start_attempt(self, max_failed_starts: int) -> str | None:
+        """Call once per agent start, before any model loads. Counts this start against the
+        pending update; after ``max_failed_starts`` starts that never committed, rolls it back
+        and returns its name."""
+        data = self.pending()
+        if data is None:
+            return None
+        starts = int(data.get("starts", 0)) + 1
+        name = str(data["name"])
+        if starts <= max_failed_starts:
+            _write_atomic(self._pending_path, json.dumps({"name": name, "starts": starts}))
+            _LOGGER.info("model %s: start %d with the update pending", name, starts)
+            return None
+        _LOGGER.error(
+            "model %s: %d starts without a healthy run since its update; rolling back",
+            name,
+            starts - 1,
+        )
+        try:
+            self.rollback(name)
+        finally:
+            self._pending_path.unlink(missing_ok=True)
+            _fsync_dir(self.root)
+        return name
+
+    def commit(self) -> str | None:
+        """The pending update ran healthy: keep it. Returns its name (None: nothing pending)."""
+        data = self.pending()
+        if data is None:
+            return None
+        self._pending_path.unlink(missing_ok=True)
+        _fsync_dir(self.root)
+        _LOGGER.info("model %s: update committed after a healthy run", data["name"])
+        return str(data["name"])
 
     def release(self, name: str) -> int | None:
         """The installed release counter of ``name`` (0 for a bundle without one), None when

@@ -161,8 +161,10 @@ class CommandHandler:
         settings: RuntimeSettings,
         publish: PublishFn,
         commands: tuple[Command, ...] | None = None,
+        handled_elsewhere: tuple[str, ...] = (),
     ) -> None:
         self.base = base_topic
+        self._elsewhere = frozenset(handled_elsewhere)  # keys another handler answers
         self.settings = settings
         self._publish = publish
         self.commands = {c.key: c for c in (commands or default_commands())}
@@ -199,6 +201,8 @@ class CommandHandler:
     def on_message(self, topic: str, payload: bytes) -> None:
         prefix = f"{self.base}/set/"
         key = topic[len(prefix) :] if topic.startswith(prefix) else ""
+        if key in self._elsewhere:
+            return
         try:
             cmd = self.commands.get(key)
             if cmd is None:

@@ -76,6 +76,7 @@ class Discovery:
         command_base: str | None = None,
         metrics: Sequence[Metric] = (),
         stats_topic: str | None = None,
+        updates: bool = False,
     ) -> None:
         self.cfg = cfg
         self.topics = topics
@@ -87,6 +88,7 @@ class Discovery:
         self._command_base = command_base or topics.base
         self._metrics = tuple(metrics)
         self._stats_topic = stats_topic or f"{topics.base}/stats"
+        self._updates = updates
         self.published = 0
 
     # -- payloads --------------------------------------------------------------
@@ -165,6 +167,30 @@ class Discovery:
             if not m.enabled_by_default:
                 cfg["enabled_by_default"] = False
             out.append((self.topic("sensor", oid), cfg))
+        if self._updates:
+            # Home Assistant's update entity: versions from the updater's retained state, its
+            # install button publishes "install" (agent.models.updates).
+            state = f"{self._command_base}/state/model_update"
+            out.append(
+                (
+                    self.topic("update", "model_update"),
+                    {
+                        **self._common("model_update", "Model update"),
+                        "state_topic": state,
+                        "value_template": "{{ value_json.installed_version }}",
+                        "latest_version_topic": state,
+                        "latest_version_template": "{{ value_json.latest_version }}",
+                        "command_topic": f"{self._command_base}/set/model_update_install",
+                        "payload_install": "install",
+                        "device_class": "firmware",
+                        "entity_category": "config",
+                        "title": "edge-agent model",
+                        "json_attributes_topic": state,
+                        "qos": 1,
+                        "retain": False,
+                    },
+                )
+            )
         for c in self._commands:
             oid = safe_id(c.key)
             cfg = {
