@@ -276,7 +276,10 @@ def cmd_models(args: argparse.Namespace) -> int:
             installed = store.install(
                 source, cfg.runtimes, force=args.force, trusted=cfg.models.public_keys()
             )
-        print(f"installed {installed.ref} into {installed.folder}")
+        # A running agent loads it at its next start, which then has to stay healthy for
+        # models.health_window_s, or the update is rolled back (as for MQTT updates).
+        store.mark_pending(installed.name)
+        print(f"installed {installed.ref} into {installed.folder}; active from the next start")
         return EX_OK
     if args.models_command == "rollback":
         active = store.rollback(args.name)
