@@ -315,6 +315,8 @@ class LiveAgent:
         if self.publisher is not None:
             self.publisher.start()
         self.capture.start()
+        # Counted from now: audio that never gets processed at all is a stall too.
+        self._audio_beats.beat("audio")
         self.beats.add_check("audio", self._audio_ok)
         self.beats.add_check("capture", self._capture_alive)
         # Give the devices a moment, so READY says honestly whether we run degraded.

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.config.sections import PresenceConfig
+from agent.core import faults
 from agent.core.media import AudioChunk, Frame
 from agent.core.settings import RuntimeSettings
 from agent.extractors.speech import IntentRecognizer
@@ -165,7 +166,9 @@ class Pipeline:
         self._progress("camera")
 
     def on_audio(self, chunk: AudioChunk) -> None:
-        self._progress("audio")  # audio arrived (again); processing follows
+        # The heartbeat comes only after the chunk is processed: a stage that keeps failing
+        # must starve the watchdog (systemd then restarts the agent).
+        faults.raise_if("audio_stage")
         started = time.perf_counter_ns()
         segments = list(self._segmenter.feed(chunk))
         self.times.add("vad_chunk", started)

@@ -277,3 +277,63 @@ def test_replay_to_an_unreachable_broker_fails_loudly() -> None:
     assert res.returncode == 1, res.stderr[-2000:]
     assert "MQTT messages were not delivered" in res.stderr
     assert '"intent":"light_on"' in res.stdout  # stdout still has the event
+
+
+def test_a_stage_that_keeps_failing_starves_the_watchdog(tmp_path: Path) -> None:
+    """RELIABILITY S2: every audio chunk fails in the pipeline (an injected fault in the real
+    daemon). The heartbeat comes only after a chunk is processed, so WATCHDOG=1 stops once
+    health.stall_seconds pass, and the failures are logged with a rate limit."""
+    scene = SAMPLES / "person_command"
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(
+        f"device_id: box3\ncamera:\n  source: {scene / 'video.avi'}\n"
+        f"microphone:\n  source: {_long_audio(scene, tmp_path / 'long.wav')}\n"
+        "mqtt:\n  enabled: false\nhealth:\n  stall_seconds: 1.0\n"
+    )
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(0.1)
+    env = {
+        **os.environ,
+        "NOTIFY_SOCKET": str(tmp_path / "notify.sock"),
+        "WATCHDOG_USEC": "400000",  # WatchdogSec=0.4: a ping every 0.2 s while healthy
+        "EDGE_AGENT_FAILPOINT": "audio_stage",
+    }
+    proc = subprocess.Popen(
+        agent_cmd("run", "--config", str(cfg)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    got: list[tuple[float, str]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                msg = notify.recv(4096).decode()
+            except TimeoutError:
+                continue
+            got.append((time.monotonic(), msg))
+            if msg.startswith("READY=1"):
+                break
+        ready = got[-1][0]
+        end = ready + 5.0
+        while time.monotonic() < end:
+            try:
+                got.append((time.monotonic(), notify.recv(4096).decode()))
+            except TimeoutError:
+                continue
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+        notify.close()
+    pings = [t - ready for t, m in got if m == "WATCHDOG=1"]
+    # Stalled 1 s after capture started; the next ping is due within WatchdogSec/2 of that.
+    assert not pings or max(pings) < 1.0 + 0.2 + 0.5, pings
+    assert "injected failure at audio_stage" in err
+    assert err.count("chunk consumer failed") <= 2, err[-2000:]  # ~5 s, one report per 10 s

@@ -23,6 +23,7 @@ from typing import Any
 
 from agent import __version__
 from agent.config.runtimes import RuntimesConfig
+from agent.core import faults
 from agent.errors import EdgeAgentError, ModelError, ModelIntegrityError
 from agent.models.bundle import verify_bundle
 from agent.models.canary import check_canary
@@ -55,13 +56,11 @@ def _name_of(folder: Path) -> str:
 
 
 _LEFTOVER = re.compile(r"^\.(.+)\.(incoming|trash|swap)$")
-FAILPOINT_ENV = "EDGE_AGENT_FAILPOINT"
 
 
 def _failpoint(step: str) -> None:
     """Tests kill the process here (``EDGE_AGENT_FAILPOINT=<step>``) to prove recovery."""
-    if os.environ.get(FAILPOINT_ENV) == step:
-        os.kill(os.getpid(), 9)
+    faults.kill_if(step)
 
 
 @contextmanager

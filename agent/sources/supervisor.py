@@ -15,6 +15,7 @@ import logging
 import random
 import statistics
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -248,6 +249,8 @@ class CameraSupervisor:
 
 
 class MicrophoneSupervisor:
+    LOG_EVERY_S = 10.0  # a consumer that fails on every chunk logs once per this
+
     def __init__(
         self,
         cfg: MicrophoneConfig,
@@ -280,6 +283,8 @@ class MicrophoneSupervisor:
         self.lag = _Lag()
         self._mic: AudioSource | None = None
         self._closed_stats: dict[str, int] = {}
+        self.consumer_failures = 0
+        self._failure_logged = -float("inf")
 
     def start(self) -> MicrophoneSupervisor:
         self._thread.start()
@@ -310,6 +315,7 @@ class MicrophoneSupervisor:
             "gap_samples": self.gap_samples,
             "overflows": live.get("overflows", 0),
             "dropped_chunks": live.get("dropped_chunks", 0),
+            "consumer_failures": self.consumer_failures,
             "lag_ms": self.lag.median(),
         }
 
@@ -378,9 +384,23 @@ class MicrophoneSupervisor:
             self.lag.add(self._clock.now_ns(), chunk.end_ns)
             try:
                 self._on_chunk(chunk)
-            except Exception:
-                _LOGGER.exception("microphone: chunk consumer failed")
+            except Exception as err:
+                self._consumer_failed(err)
         return False
+
+    def _consumer_failed(self, err: Exception) -> None:
+        """Counted always; logged with its traceback at most once per ``LOG_EVERY_S``."""
+        self.consumer_failures += 1
+        now = time.monotonic()
+        if now - self._failure_logged < self.LOG_EVERY_S:
+            return
+        _LOGGER.error(
+            "microphone: chunk consumer failed (%d failures so far; next report in %.0f s)",
+            self.consumer_failures,
+            self.LOG_EVERY_S,
+            exc_info=err,
+        )
+        self._failure_logged = now
 
     def _rebase(self, chunk: AudioChunk) -> int:
         """Offset for a reopened stream's counter: continue, skipping the time it was gone."""
