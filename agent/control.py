@@ -7,9 +7,11 @@ through their public attributes.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
 from agent.config.schema import AgentConfig
@@ -18,6 +20,7 @@ from agent.errors import PublishError
 from agent.pipeline import Pipeline
 from agent.publish.commands import CommandHandler, default_commands
 from agent.publish.discovery import BinaryState, Discovery, EventEntity
+from agent.publish.outbox import default_outbox_path
 from agent.publish.stats import Rate, Stats, recent_median_ms
 from agent.publish.topics import Topics
 from agent.rules.registry import claimed_intents
@@ -46,6 +49,11 @@ class ControlPublisher(Protocol):
     ) -> None: ...
 
     def add_connect_hook(self, hook: Callable[[], None]) -> None: ...
+
+
+def settings_path() -> Path:
+    """Where command-set values are kept: beside the outbox in the state directory."""
+    return default_outbox_path(dict(os.environ)).with_name("settings.json")
 
 
 def _publish_fn(pub: ControlPublisher) -> Callable[[str, str | bytes, int, bool], None]:
@@ -87,6 +95,7 @@ class MqttControl:
                 _publish_fn(publisher),
                 default_commands([e.type for e in self._event_entities()]),
                 handled_elsewhere=("model_update", "model_update_install"),
+                persist_to=settings_path() if cfg.control.persist else None,
             )
             if cfg.control.commands
             else None

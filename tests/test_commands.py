@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -147,3 +148,76 @@ def test_flood_over_a_real_broker_then_valid_command_within_1s(broker: LocalBrok
         sender.close()
         agent.close()
         sub.stop()
+
+
+def test_command_set_values_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "settings.json"
+    h = CommandHandler(BASE, RuntimeSettings(Settings()), lambda *a: None, persist_to=path)
+    h.on_message(f"{BASE}/set/fusion_threshold", b"0.72")
+    h.on_message(f"{BASE}/set/require_person", b"OFF")
+    h.on_message(f"{BASE}/set/fusion_threshold", b"7")  # rejected: not saved
+    again = RuntimeSettings(Settings())
+    CommandHandler(BASE, again, lambda *a: None, persist_to=path)
+    assert again.current.fusion_threshold == 0.72 and again.current.require_person is False
+    # A bad value in the file (edited by hand) is skipped, the rest restored.
+    data = json.loads(path.read_text())
+    data["fusion_threshold"] = "9"
+    path.write_text(json.dumps(data))
+    third = RuntimeSettings(Settings())
+    CommandHandler(BASE, third, lambda *a: None, persist_to=path)
+    assert third.current.fusion_threshold == 0.6 and third.current.require_person is False
+    path.write_text("{not json")
+    CommandHandler(BASE, RuntimeSettings(Settings()), lambda *a: None, persist_to=path)
+    # Off: nothing written, nothing read.
+    off = tmp_path / "off.json"
+    h = CommandHandler(BASE, RuntimeSettings(Settings()), lambda *a: None, persist_to=None)
+    h.on_message(f"{BASE}/set/fusion_threshold", b"0.9")
+    assert not off.exists()
+
+
+@pytest.mark.parametrize("persist", [True, False])
+def test_daemon_restores_command_set_values(
+    broker: LocalBroker, tmp_path: Path, persist: bool
+) -> None:
+    import signal
+    import subprocess
+
+    from tests.conftest import SAMPLES, agent_cmd
+
+    scene = SAMPLES / "person_command"
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(
+        f"device_id: t9\ncamera:\n  source: {scene / 'video.avi'}\n"
+        f"microphone:\n  source: {scene / 'audio.wav'}\n"
+        f"mqtt:\n  host: {broker.host}\n  port: {broker.port}\n"
+        f"control:\n  persist: {'true' if persist else 'false'}\n"
+    )
+    sender = MqttPublisher(MqttConfig(host=broker.host, port=broker.port), "sender")
+    sender.start()
+    try:
+        for run in (1, 2):
+            sub = Collector(broker.host, broker.port, f"{BASE}/state/fusion_threshold").start()
+            proc = subprocess.Popen(
+                agent_cmd("run", "--config", str(cfg)),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
+            try:
+                if run == 1:
+                    sub.wait_for(f"{BASE}/state/fusion_threshold", timeout=60)
+                    sender.publish_raw(f"{BASE}/set/fusion_threshold", b"0.77")
+                    sub.wait_for(f"{BASE}/state/fusion_threshold", count=2, timeout=30)
+                else:
+                    # The value the broker kept (0.77), then the one this start publishes.
+                    sub.wait_for(f"{BASE}/state/fusion_threshold", count=2, timeout=60)
+                values = [m.payload for m in sub.on(f"{BASE}/state/fusion_threshold")]
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.communicate(timeout=30)
+                sub.stop()
+        want = b"0.77" if persist else b"0.6"
+        assert values[-1] == want, values
+    finally:
+        sender.close(timeout=5)

@@ -51,3 +51,8 @@ class ControlConfig(Section):
         le=3600,
         description="Seconds between <base>/stats messages.",
     )
+    persist: bool = Field(
+        True,
+        description="Keep values set by commands across restarts ($STATE_DIRECTORY/settings.json); "
+        "false: every start begins from the config file.",
+    )

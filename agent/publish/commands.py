@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from agent.core.settings import RuntimeSettings, Settings
@@ -162,6 +163,7 @@ class CommandHandler:
         publish: PublishFn,
         commands: tuple[Command, ...] | None = None,
         handled_elsewhere: tuple[str, ...] = (),
+        persist_to: Path | None = None,
     ) -> None:
         self.base = base_topic
         self._elsewhere = frozenset(handled_elsewhere)  # keys another handler answers
@@ -174,6 +176,50 @@ class CommandHandler:
         self.rejected_by_reason: dict[str, int] = dict.fromkeys(ERRORS, 0)
         self._last_log = 0.0
         self._unlogged = 0
+        self._persist_to = persist_to
+        if persist_to is not None:
+            self._restore(persist_to)
+
+    def _restore(self, path: Path) -> None:
+        """Values set by earlier commands, validated again; a bad file is ignored, not fatal."""
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as err:
+            _LOGGER.warning("ignoring saved settings %s: %s", path, err)
+            return
+        if not isinstance(saved, dict):
+            _LOGGER.warning("ignoring saved settings %s: not an object", path)
+            return
+        restored = []
+        for key, text in saved.items():
+            cmd = self.commands.get(key)
+            if cmd is None or not isinstance(text, str):
+                continue
+            try:
+                cmd.apply(self.settings, cmd.parse(text.encode("utf-8")))
+            except CommandRejected as err:
+                _LOGGER.warning("ignoring saved setting %s=%r: %s", key, text, err)
+                continue
+            restored.append(f"{key}={text}")
+        if restored:
+            _LOGGER.info("restored settings from %s: %s", path, ", ".join(restored))
+
+    def _save(self) -> None:
+        """Every command-set value, atomically (temp file + rename)."""
+        path = self._persist_to
+        if path is None:
+            return
+        now = self.settings.current
+        data = {k: c.format(c.read(now)) for k, c in self.commands.items()}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+            tmp.replace(path)
+        except OSError as err:
+            _LOGGER.warning("cannot save settings to %s: %s", path, err)
 
     @property
     def set_filter(self) -> str:
@@ -212,6 +258,7 @@ class CommandHandler:
             self._reject(key if _KEY.match(key) else None, err)
             return
         cmd.apply(self.settings, value)
+        self._save()
         with self._lock:
             self.accepted += 1
         _LOGGER.info("setting %s = %s (MQTT command)", key, cmd.format(value))
