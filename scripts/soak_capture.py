@@ -30,10 +30,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import testbed  # noqa: E402
 from agent.config.capture import CameraConfig, MicrophoneConfig  # noqa: E402
 from agent.core.clock import MonotonicClock  # noqa: E402
 from agent.core.media import AudioChunk, Frame  # noqa: E402
-from agent.sources import testbed  # noqa: E402
 from agent.sources.supervisor import CameraSupervisor, MicrophoneSupervisor  # noqa: E402
 
 _LOGGER = logging.getLogger("soak")

@@ -34,10 +34,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import testbed  # noqa: E402
 from agent.config.capture import CameraConfig, MicrophoneConfig  # noqa: E402
 from agent.core.clock import MonotonicClock  # noqa: E402
 from agent.core.media import AUDIO_RATE, AudioChunk, Frame  # noqa: E402
-from agent.sources import testbed  # noqa: E402
 from agent.sources.supervisor import CameraSupervisor, MicrophoneSupervisor  # noqa: E402
 
 FPS = 15
@@ -171,7 +171,7 @@ def selftest(seconds: float, delay_ms: float = 0.0, latency_ms: float = 0.0) -> 
     fifo = testbed.make_fifo(tmp / "mic.fifo")
     testbed.alsa_file_mic(tmp, fifo)
     port = testbed.free_port()
-    cmd = [sys.executable, "-m", "agent.sources.mjpeg_server", "--port", str(port)]
+    cmd = [sys.executable, "-m", "testbed.mjpeg_server", "--port", str(port)]
     cmd += ["--video", str(files["video"]), "--seconds", str(seconds + 60)]
     cmd += ["--audio-fifo", str(fifo), "--audio-raw", str(files["raw"])]
     cmd += ["--delay-ms", str(delay_ms)]

@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh --dev
-.venv/bin/ruff check agent tests scripts
+.venv/bin/ruff check agent tests scripts testbed
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"

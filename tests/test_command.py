@@ -180,7 +180,7 @@ def test_enroll_from_the_microphone_through_portaudio(tmp_path: Path) -> None:
     import os
     import sys
 
-    from agent.sources.testbed import alsa_file_mic, make_fifo, start_feeder, stop
+    from testbed import alsa_file_mic, make_fifo, start_feeder, stop
 
     gap = np.zeros(16000, dtype=np.int16)
     take = speak("turn off the fan")

@@ -1,9 +1,9 @@
 """Model store: one folder per model with a manifest.json; bytes verified before load.
 
-``install`` verifies a new version (manifest, licence, sha256, a canary load with warm-up)
-before it replaces the installed one, which is kept as ``.<name>.previous`` for ``rollback``.
-A running agent holds each model in a ``ModelHandle`` whose ``swap`` does the same checks and
-keeps serving the old session when any of them fails.
+``install`` verifies a new version (signature when a trust store is given, manifest, licence,
+sha256, a canary in a child process, a load with warm-up) before it replaces the installed one,
+which is kept as ``.<name>.previous`` for ``rollback``. A running agent loads a new version at
+its next start (``agent.models.updates``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import shutil
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,7 +27,6 @@ from agent.errors import EdgeAgentError, ModelError, ModelIntegrityError
 from agent.models.bundle import verify_bundle
 from agent.models.canary import check_canary
 from agent.runtimes.base import (
-    Array,
     RuntimeName,
     RuntimeOptions,
     Session,
@@ -548,89 +546,3 @@ def _io_text(session: Session) -> str:
 
 def _compatible(old: list[TensorSpec], new: list[TensorSpec]) -> bool:
     return [(t.name, t.dtype, t.shape) for t in old] == [(t.name, t.dtype, t.shape) for t in new]
-
-
-class ModelHandle:
-    """The active version of one model; a ``Session`` that extractors can hold across updates.
-
-    ``swap`` verifies, loads and warms up the new version *before* replacing the active one;
-    on any failure the active session stays and the error says why. ``run`` may be called from
-    the worker while another thread swaps: it uses whichever session was active when it began.
-    """
-
-    def __init__(
-        self,
-        store: ModelStore,
-        name: str,
-        threads: int | None = None,
-        runtimes: RuntimesConfig | None = None,
-    ) -> None:
-        self._store = store
-        self._threads = threads
-        self._runtimes = runtimes
-        self._lock = threading.Lock()
-        session, manifest = store.load(name, threads=threads, runtimes=runtimes)
-        self._active: tuple[Session, Manifest] = (session, manifest)
-        self._previous: tuple[Session, Manifest] | None = None
-        self.inputs: list[TensorSpec] = list(session.inputs)
-        self.outputs: list[TensorSpec] = list(session.outputs)
-
-    @property
-    def manifest(self) -> Manifest:
-        return self._active[1]
-
-    @property
-    def session(self) -> Session:
-        return self._active[0]
-
-    @property
-    def backend(self) -> str:
-        return session_backend(self._active[0])
-
-    def run(self, feeds: dict[str, Array]) -> dict[str, Array]:
-        return self._active[0].run(feeds)
-
-    def swap(self, new: Manifest | Path) -> Manifest:
-        """Activate ``new`` (a manifest or a model folder); keep the current one on failure."""
-        with self._lock:
-            current = self._active[1]
-            ref = new.ref if isinstance(new, Manifest) else str(new)
-            try:
-                manifest = new if isinstance(new, Manifest) else read_manifest(new)
-                ref = manifest.ref
-                if manifest.name != current.name:
-                    raise ModelError(f"is a different model than {current.name!r}")
-                self._store.verify(manifest)
-                session = open_model(manifest, self._runtimes, self._threads)
-                if not (
-                    _compatible(self.inputs, session.inputs)
-                    and _compatible(self.outputs, session.outputs)
-                ):
-                    raise ModelError(
-                        f"inputs/outputs {_io_text(session)} differ from {current.ref}'s "
-                        f"({_io_text(self._active[0])})"
-                    )
-            except EdgeAgentError as err:
-                raise ModelError(
-                    f"model update {ref} rejected, still serving {current.ref}: {err}"
-                ) from err
-            self._previous = self._active
-            self._active = (session, manifest)
-        _LOGGER.info(
-            "model %s active (was %s; %s, %s)",
-            manifest.ref,
-            current.ref,
-            session_backend(session),
-            _warmup_text(session),
-        )
-        return manifest
-
-    def rollback(self) -> Manifest:
-        """Go back to the session that the last successful ``swap`` replaced."""
-        with self._lock:
-            if self._previous is None:
-                raise ModelError(f"{self._active[1].ref}: no previous version loaded")
-            self._active, self._previous = self._previous, self._active
-            ref = self._active[1].ref
-        _LOGGER.info("model %s active again (rolled back)", ref)
-        return self._active[1]

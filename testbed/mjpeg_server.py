@@ -2,7 +2,7 @@
 
 Serves JPEG frames from a video file (looped, paced at its own frame rate) or a synthetic
 counter pattern on ``127.0.0.1``. Used by tests, ``scripts/soak_capture.py`` and the sync
-calibration; run it as ``python -m agent.sources.mjpeg_server --port 8081 [--video F]``.
+calibration; run it as ``python -m testbed.mjpeg_server --port 8081 [--video F]``.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         thread = threading.Thread(target=server.serve_forever, name="mjpeg", daemon=True)
         thread.start()
         if args.audio_fifo is not None:
-            from agent.sources.testbed import feed_fifo
+            from testbed import feed_fifo
 
             # Audio sample j and video frame i share one origin: start + j/16000, start + i/fps.
             threading.Thread(

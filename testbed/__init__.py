@@ -1,10 +1,13 @@
 """File-backed stand-ins for real devices, driving the real capture code paths.
 
+Test and measurement scaffolding of the repository (tests, ``scripts/soak_capture.py``,
+``scripts/sync_calibration.py``); not part of the installed agent.
+
 - A microphone: an ALSA ``file`` device in ``$HOME/.asoundrc`` whose ``infile`` is a FIFO;
-  :func:`feed_fifo` (``python -m agent.sources.testbed feed FIFO``) writes 16 kHz mono s16 into
+  :func:`feed_fifo` (``python -m testbed feed FIFO``) writes 16 kHz mono s16 into
   it at real time, so PyAudio's "default" input delivers those samples, paced like a device.
   SIGSTOP the feeder and the device goes silent (lost); SIGCONT and it returns.
-- A camera: :mod:`agent.sources.mjpeg_server` on 127.0.0.1.
+- A camera: :mod:`testbed.mjpeg_server` on 127.0.0.1.
 
 ALSA reads ``$HOME/.asoundrc`` once per process, so set HOME before PyAudio is first used.
 """
@@ -91,18 +94,25 @@ def feed_fifo(
 
 
 def start_feeder(fifo: Path, seconds: float, raw: Path | None = None) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "agent.sources.testbed", "feed", str(fifo), "--seconds"]
+    cmd = [sys.executable, "-m", "testbed", "feed", str(fifo), "--seconds"]
     cmd.append(str(seconds))
     if raw is not None:
         cmd += ["--raw", str(raw)]
-    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=_env())
+
+
+def _env() -> dict[str, str]:
+    """The child finds this package whatever its working directory."""
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
 
 
 def start_mjpeg(port: int, video: Path | None = None, fps: float = 15.0) -> subprocess.Popen[bytes]:
     """An MJPEG server on 127.0.0.1:port; returns once it accepts connections."""
-    cmd = [sys.executable, "-m", "agent.sources.mjpeg_server", "--port", str(port)]
+    cmd = [sys.executable, "-m", "testbed.mjpeg_server", "--port", str(port)]
     cmd += ["--fps", str(fps)] + (["--video", str(video)] if video else [])
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=_env())
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -140,7 +150,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     feed_fifo(args.fifo, args.seconds, args.raw)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

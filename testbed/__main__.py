@@ -1,0 +1,5 @@
+"""``python -m testbed feed FIFO …``."""
+
+from testbed import main
+
+raise SystemExit(main())
