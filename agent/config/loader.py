@@ -24,6 +24,13 @@ PASSWORD_ENV = "EDGE_AGENT_MQTT_PASSWORD"
 PASSWORD_FILE_ENV = "EDGE_AGENT_MQTT_PASSWORD_FILE"  # systemd: %d/<credential>
 
 
+def _non_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return True  # let the reader name the problem
+
+
 def _position(doc: Any, loc: Sequence[int | str]) -> tuple[int, int]:
     """Best 1-based (line, col) for a pydantic error location inside the YAML tree."""
     line, col = 1, 1
@@ -162,7 +169,8 @@ def load_config(path: Path) -> AgentConfig:
     if password:
         update["password"] = SecretStr(password)
     password_file = os.environ.get(PASSWORD_FILE_ENV)
-    if password_file and cfg.mqtt.password_file is None:
+    # The installer leaves an empty credential for brokers without a password: none then.
+    if password_file and cfg.mqtt.password_file is None and _non_empty(Path(password_file)):
         update["password_file"] = Path(password_file)
     if update:
         cfg = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update=update)})
