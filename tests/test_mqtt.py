@@ -81,8 +81,10 @@ def test_last_will_offline_after_sigkill(broker: LocalBroker) -> None:
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+        started = time.monotonic()
         [online] = sub.wait_for("edge-agent/t2/status")
         assert online.payload == b"online"
+        assert time.monotonic() - started <= 2.0  # RELIABILITY M8: online within 2 s
         killed = time.monotonic()
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -96,6 +98,7 @@ def test_last_will_offline_after_sigkill(broker: LocalBroker) -> None:
             proc.stdout.close()
         sub.stop()
     assert [m.payload for m in got] == [b"online", b"offline"], f"after {waited:.1f} s"
+    assert waited <= 1.5 * 5  # M8: the last will within 1.5 x keepalive
 
 
 def test_subscriptions_survive_a_raising_handler(broker: LocalBroker) -> None:
