@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -337,3 +338,34 @@ def test_a_stage_that_keeps_failing_starves_the_watchdog(tmp_path: Path) -> None
     assert not pings or max(pings) < 1.0 + 0.2 + 0.5, pings
     assert "injected failure at audio_stage" in err
     assert err.count("chunk consumer failed") <= 2, err[-2000:]  # ~5 s, one report per 10 s
+
+
+def test_nothing_but_state_is_written_to_disk(broker: LocalBroker, tmp_path: Path) -> None:
+    """RELIABILITY P2: a run writes no audio, video or anything else outside its state
+    directory (HOME and TMPDIR point into tmp_path and are checked too)."""
+    scene = SAMPLES / "person_command"
+    home, tmp, state = tmp_path / "home", tmp_path / "tmp", tmp_path / "state"
+    for d in (home, tmp):
+        d.mkdir()
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(
+        f"device_id: box4\ncamera:\n  source: {scene / 'video.avi'}\n"
+        f"microphone:\n  source: {scene / 'audio.wav'}\n"
+        f"mqtt:\n  host: {broker.host}\n  port: {broker.port}\n"
+    )
+    before = {p for p in tmp_path.rglob("*")}
+    env = {**os.environ, "HOME": str(home), "TMPDIR": str(tmp), "STATE_DIRECTORY": str(state)}
+    res = subprocess.run(
+        agent_cmd("run", "--config", str(cfg)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    written = sorted(
+        str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file() and p not in before
+    )
+    allowed = re.compile(r"^state/(outbox-[\w.-]+\.sqlite(-wal|-shm|\.lock)?|settings\.json)$")
+    assert written and all(allowed.match(w) for w in written), written
