@@ -44,6 +44,30 @@ ERROR_REPLY = {
 }
 
 
+# README "Model updates": the updater's retained progress.
+UPDATE_STATE = {
+    "type": "object",
+    "required": ["state"],
+    "additionalProperties": False,
+    "properties": {
+        "state": {
+            "enum": [
+                "idle", "available", "downloading", "installing", "restarting", "checking",
+                "committed", "rolled_back", "failed",
+            ]
+        },
+        "name": {"type": "string", "maxLength": 128},
+        "installed_version": {"type": "string", "maxLength": 64},
+        "latest_version": {"type": "string", "maxLength": 500},
+        "summary": {"type": "string", "maxLength": 500},
+        "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+        "error": {"type": "string"},
+        "message": {"type": "string", "maxLength": 300},
+        "time": {"type": "string"},
+    },
+}  # fmt: skip
+
+
 def audit(messages: list[Received], device: str, ignore: set[str]) -> dict[str, int]:
     """Check each message against its topic's contract; returns counts per kind."""
     events = jsonschema.Draft202012Validator(event_schema())
@@ -70,6 +94,8 @@ def audit(messages: list[Received], device: str, ignore: set[str]) -> dict[str, 
                 payload = json.loads(text)
                 events.validate(payload)
                 assert rest == "events" or rest == f"event/{payload['type']}"
+            elif rest == "state/model_update":
+                jsonschema.validate(json.loads(text), UPDATE_STATE)
             elif rest.startswith("state/"):
                 assert text in ("ON", "OFF") or NUMBER.match(text), (m.topic, text)
             elif rest == "stats":
