@@ -354,3 +354,13 @@ def test_daemon_rolls_back_an_update_that_never_runs_healthy(
         assert ModelStore(store).pending() is None
     finally:
         sub.stop()
+
+
+def test_failed_starts_without_a_previous_version_keep_the_installed_one(tmp_path: Path) -> None:
+    """A first install has nothing to roll back to: the agent must still start."""
+    store = ModelStore(tmp_path / "store")
+    store.install(model_folder(tmp_path / "new", "tiny", version="2.0"))
+    store.mark_pending("tiny")
+    assert store.start_attempt(1) is None
+    assert store.start_attempt(1) is None  # gives up on the rollback, no crash
+    assert store.pending() is None and store.manifest("tiny").version == "2.0"

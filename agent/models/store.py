@@ -477,6 +477,11 @@ class ModelStore:
         )
         try:
             self.rollback(name)
+        except ModelError as err:  # nothing to go back to: keep what is there, say so
+            _LOGGER.error(
+                "model %s: cannot roll back (%s); keeping the installed version", name, err
+            )
+            return None
         finally:
             self._pending_path.unlink(missing_ok=True)
             _fsync_dir(self.root)
