@@ -271,7 +271,7 @@ class LiveAgent:
                 # Each rule's own section: ``events.<type>.enabled`` switches it on and off.
                 f"events.{t}.enabled": partial(settings.set_enabled, t)
                 for t in (r.TYPE for r in self.pipeline.rules)
-                if t in self.cfg.events.model_fields
+                if t in type(self.cfg.events).model_fields
             }
         )
 
