@@ -167,6 +167,7 @@ class LiveAgent:
         sink: Sink = self.publisher if self.publisher else JsonLinesSink(sys.stdout)
         # Before any model loads: a pending update that keeps failing is rolled back here.
         self.store = ModelStore(cfg.models.dir)
+        self.store.seed()  # first start of an installed agent: the bundled models
         self.rolled_back = self.store.start_attempt(cfg.models.max_failed_starts)
         # Only inference progress is a heartbeat; a camera that is offline is "degraded"
         # (the supervisor reconnects), not a reason for systemd to restart the agent.

@@ -134,3 +134,20 @@ def test_manifest_warmup_hints_reach_the_session(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     session, _ = store.load("silero_vad")
     assert getattr(session, "warmup_ms", None) is not None
+
+
+def test_seed_installs_bundled_models_once_and_keeps_updates(tmp_path: Path) -> None:
+    """First start of an installed agent: the models that came with it go into its store."""
+    store = ModelStore(tmp_path / "state" / "models")
+    copied = store.seed(ROOT / "models")
+    shipped = sorted(p.name for p in (ROOT / "models").iterdir() if (p / "manifest.json").is_file())
+    assert copied == shipped and store.names() == shipped
+    for name in store.names():
+        store.verify(store.manifest(name))
+    path = store.root / "silero_vad_int8" / "manifest.json"
+    data = json.loads(path.read_text())
+    data["version"] = "9.9.9"  # stands for an update installed since
+    path.write_text(json.dumps(data))
+    assert store.seed(ROOT / "models") == []
+    assert store.manifest("silero_vad_int8").version == "9.9.9"
+    assert ModelStore(ROOT / "models").seed(ROOT / "models") == []  # never onto itself

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -123,12 +124,21 @@ def _complete(folder: Path) -> bool:
     return True
 
 
+def bundled_root() -> Path | None:
+    """The models that came with the agent: ``<repo>/models`` in a source checkout, else the
+    copy the wheel installs under ``<prefix>/share/edge-agent/models``."""
+    checkout = Path(__file__).resolve().parents[2] / "models"
+    if checkout.is_dir():
+        return checkout
+    shared = Path(sys.prefix) / "share" / "edge-agent" / "models"
+    return shared if shared.is_dir() else None
+
+
 def default_root() -> Path:
     env = os.environ.get(MODELS_ENV)
     if env:
         return Path(env)
-    # Source checkout / editable install: <repo>/models beside the package.
-    return Path(__file__).resolve().parents[2] / "models"
+    return bundled_root() or Path(__file__).resolve().parents[2] / "models"
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +242,29 @@ class ModelStore:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or default_root()
         self.recover()
+
+    def seed(self, source: Path | None = None) -> list[str]:
+        """Copy each bundled model that this store lacks (first start of an installed agent);
+        a model already here, such as an installed update, is never replaced."""
+        source = source if source is not None else bundled_root()
+        if source is None or not source.is_dir() or source.resolve() == self.root.resolve():
+            return []
+        have = set(self.names())
+        copied = []
+        for folder in sorted(source.iterdir()):
+            if folder.name in have or not (folder / "manifest.json").is_file():
+                continue
+            self.root.mkdir(parents=True, exist_ok=True)
+            incoming = self.root / f".{folder.name}.incoming"
+            shutil.rmtree(incoming, ignore_errors=True)
+            shutil.copytree(folder, incoming)
+            _fsync_tree(incoming)
+            incoming.rename(self.root / folder.name)
+            copied.append(folder.name)
+        if copied:
+            _fsync_dir(self.root)
+            _LOGGER.info("model store %s: installed bundled %s", self.root, ", ".join(copied))
+        return copied
 
     def recover(self) -> list[str]:
         """Bring every model back to exactly its old or its new version; returns what it did.
