@@ -18,7 +18,7 @@ from typing import Any
 from agent.config.schema import AgentConfig
 from agent.core.clock import MonotonicClock
 from agent.core.settings import RuntimeSettings, Settings
-from agent.errors import ConfigError
+from agent.errors import ConfigError, EdgeAgentError, ModelError
 from agent.extractors.speech import build_recognizer
 from agent.extractors.vad import Segmenter, SileroVad
 from agent.extractors.vision import FaceDetector
@@ -171,7 +171,14 @@ class LiveAgent:
         self.rolled_back = self.store.start_attempt(cfg.models.max_failed_starts)
         # Only inference progress is a heartbeat; a camera that is offline is "degraded"
         # (the supervisor reconnects), not a reason for systemd to restart the agent.
-        self.pipeline = build_pipeline(cfg, sink, self._on_progress, store=self.store)
+        # The health window commits only an update this start loaded (not one installed by
+        # `models install` while this process runs on the old model).
+        self._update_on_trial = self.store.pending() is not None
+        try:
+            self.pipeline = build_pipeline(cfg, sink, self._on_progress, store=self.store)
+        except EdgeAgentError as err:
+            self._undo_update_that_breaks_start(err)
+            raise
         if self.publisher is not None:
             self.beats.add_check("mqtt", self.publisher.network_alive)
         self.control = None
@@ -189,6 +196,7 @@ class LiveAgent:
                 max_bytes=int(cfg.models.update_max_mb * 1e6),
                 stall_s=cfg.models.update_stall_s,
                 model=cfg.speech.command_model,
+                runtimes=cfg.runtimes,
             )
             if self.rolled_back:
                 self.updater.rolled_back(self.rolled_back)
@@ -204,6 +212,24 @@ class LiveAgent:
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         _LOGGER.info("stopping (signal %d)", signum)
         self._stop.set()
+
+    def _undo_update_that_breaks_start(self, err: EdgeAgentError) -> None:
+        """A pending update that makes the start fail (even as a config error, which systemd
+        would not restart) is rolled back now; the start then fails as a plain error (exit 1)
+        so that the unit restarts the agent on the old model."""
+        pending = self.store.pending()
+        if pending is None:
+            return
+        name = str(pending["name"])
+        try:
+            self.store.rollback(name)
+        except ModelError as why:
+            _LOGGER.error("model %s: start failed and rollback failed too: %s", name, why)
+        finally:
+            self.store.commit()  # the mark goes either way: never loop on it
+        raise ModelError(
+            f"the update of {name} made the start fail and was rolled back: {err}"
+        ) from err
 
     def _restart_for_update(self, name: str) -> None:
         """A new model is installed: stop, and let systemd start us again to load it
@@ -351,15 +377,18 @@ class LiveAgent:
 
     def _health_window(self, since: float | None) -> float | None:
         """Commit a pending model update once the agent has run healthy long enough."""
-        if self.store.pending() is None:
+        if not self._update_on_trial or self.store.pending() is None:
             return None
-        if self._status() != "running" or self.beats.stalled():
+        # Healthy = the pipeline and the threads make progress; a camera that is offline
+        # (degraded) says nothing about the model.
+        if self.beats.stalled():
             return None  # the window starts again
         now = time.monotonic()
         if since is None:
             return now
         if now - since >= self.cfg.models.health_window_s:
             name = self.store.commit()
+            self._update_on_trial = False
             if name and self.updater is not None:
                 self.updater.committed(name)
             return None

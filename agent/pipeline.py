@@ -206,14 +206,19 @@ class Pipeline:
     def _resolve(self, final: bool) -> None:
         latest = self.frames.latest_ns()
         keep: list[SpeechSegment] = []
+        due: list[SpeechSegment] = []
         for seg in self._pending:
             need = seg.end_ns + self._window_after_ns
             ready = latest is not None and latest >= need
             if final or ready or self._audio_ns - need > CAMERA_GRACE_NS:
-                self._decide(seg)
+                due.append(seg)
             else:
                 keep.append(seg)
+        # Out of the queue before deciding: a segment whose decision raises is dropped, not
+        # decided again (and again) on every chunk.
         self._pending = keep
+        for seg in due:
+            self._decide(seg)
 
     def _decide(self, seg: SpeechSegment) -> None:
         self.decisions.segments += 1

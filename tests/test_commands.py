@@ -161,11 +161,18 @@ def test_command_set_values_survive_a_restart(tmp_path: Path) -> None:
     assert again.current.fusion_threshold == 0.72 and again.current.require_person is False
     # A bad value in the file (edited by hand) is skipped, the rest restored.
     data = json.loads(path.read_text())
-    data["fusion_threshold"] = "9"
+    assert set(data) == {"fusion_threshold", "require_person"}  # only what commands set
+    data["fusion_threshold"]["value"] = "9"
     path.write_text(json.dumps(data))
     third = RuntimeSettings(Settings())
     CommandHandler(BASE, third, lambda *a: None, persist_to=path)
     assert third.current.fusion_threshold == 0.6 and third.current.require_person is False
+    # The config file changed fusion_threshold since it was set by command: the file wins.
+    data["fusion_threshold"]["value"] = "0.72"
+    path.write_text(json.dumps(data))
+    edited = RuntimeSettings(Settings(fusion_threshold=0.8))
+    CommandHandler(BASE, edited, lambda *a: None, persist_to=path)
+    assert edited.current.fusion_threshold == 0.8 and edited.current.require_person is False
     path.write_text("{not json")
     CommandHandler(BASE, RuntimeSettings(Settings()), lambda *a: None, persist_to=path)
     # Off: nothing written, nothing read.

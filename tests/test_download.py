@@ -170,3 +170,41 @@ def test_cli_installs_a_signed_bundle_from_a_url(server: str, tmp_path: Path) ->
         timeout=120,
     )  # fmt: skip
     assert res.returncode == 1 and "version_not_newer" in res.stderr
+
+
+class _Chunked(BaseHTTPRequestHandler):
+    """Chunked transfer that breaks off mid-body the first time (IncompleteRead)."""
+
+    broken = False
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if not type(self).broken:
+            type(self).broken = True
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n" % 1000 + BODY[:1000] + b"\r\n")
+            self.wfile.write(b"%x\r\n" % 5000 + BODY[1000:1100])  # promised 5000, then gone
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+
+
+def test_a_chunked_body_that_breaks_off_is_retried(tmp_path: Path) -> None:
+    _Chunked.broken = False
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Chunked)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/c"
+        assert download(url, tmp_path / "c.tar", max_bytes=2_000_000).read_bytes() == BODY
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

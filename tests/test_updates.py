@@ -364,3 +364,41 @@ def test_failed_starts_without_a_previous_version_keep_the_installed_one(tmp_pat
     assert store.start_attempt(1) is None
     assert store.start_attempt(1) is None  # gives up on the rollback, no crash
     assert store.pending() is None and store.manifest("tiny").version == "2.0"
+
+
+def test_no_update_without_trust_or_while_the_last_one_is_on_trial(tmp_path: Path) -> None:
+    up, sent, _ = _updater(tmp_path, [])
+    req = {"url": "http://127.0.0.1:9/never.tar", "sha256": "0" * 64}
+    up.on_request("x/set/model_update", json.dumps(req).encode())
+    assert sent.errors() == ["empty_trust_store"] and up._thread is None  # nothing fetched
+    pair = generate_key()
+    up2, sent2, _ = _updater(tmp_path / "b", [pair.public])
+    ModelStore(tmp_path / "b" / "store").mark_pending("tiny")
+    up2.on_request("x/set/model_update", json.dumps(req).encode())
+    assert sent2.errors() == ["busy"] and up2._thread is None
+
+
+def test_an_update_that_breaks_the_start_is_rolled_back_at_once(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    """A signed command model whose labels no longer match the config: the start fails with a
+    config error (which systemd would never restart); with the update pending, the agent
+    rolls it back and exits 1 instead, and the next start runs on the old model."""
+    store, bundle = _store_and_update(tmp_path)
+    data = json.loads((bundle / "manifest.json").read_text())
+    data["postprocess"]["labels"][1] = "open the pod bay doors"
+    (bundle / "manifest.json").write_text(json.dumps(data, indent=2))
+    ModelStore(store).install(bundle)
+    ModelStore(store).mark_pending("speech_command_int8")
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(
+        f"device_id: box5\ncamera:\n  source: {SAMPLES / 'person_command' / 'video.avi'}\n"
+        f"microphone:\n  source: {SAMPLES / 'person_command' / 'audio.wav'}\n"
+        f"mqtt:\n  enabled: false\nmodels:\n  dir: {store}\n"
+    )
+    proc = _start(cfg)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-2000:]
+    assert "rolled back" in err
+    assert ModelStore(store).manifest("speech_command_int8").version == "1.0.0"
+    assert ModelStore(store).pending() is None

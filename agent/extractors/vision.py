@@ -209,8 +209,9 @@ class FaceDetector:
         # Undo the letterbox: square-normalized -> original-image-normalized.
         pixels = boxes * np.float32(side) - np.array([left, top, left, top], dtype=np.float32)
         norm = np.clip(pixels / np.array([w, h, w, h], dtype=np.float32), 0.0, 1.0)
-        n_kp = raw_kp.shape[1] // 2
-        kp_square = raw_kp.reshape(-1, n_kp, 2) / self._box_scale + anchors[:, None, :]
+        n_kp = raw_kp.shape[1] // 2  # 0 for a box-only face model: no keypoints then
+        kp_square = raw_kp[:, : 2 * n_kp].reshape(len(raw_kp), n_kp, 2) / self._box_scale
+        kp_square = kp_square + anchors[:, None, :]
         offset = np.array([left, top], dtype=np.float32)
         size = np.array([w, h], dtype=np.float32)
         kp = np.asarray((kp_square * np.float32(side) - offset) / size, dtype=np.float32)

@@ -79,14 +79,26 @@ class WeightedFuser:
 
     wants_candidates = False
 
-    def __init__(self, weights: WeightedSum, method: str = "weighted_sum") -> None:
+    def __init__(
+        self,
+        weights: WeightedSum,
+        method: str = "weighted_sum",
+        calibrate_at: float | None = None,
+    ) -> None:
         self._weights = weights
         self.method = method
         self.alpha = weights.alpha
         self.beta = weights.beta
+        # Learned weights come with their own threshold: the sum is mapped so that it lands
+        # on OPERATING_POINT, where the run-time fusion threshold sits by default.
+        self._calibrate_at = calibrate_at
 
     def fuse(self, rec: Recognition, person: PersonEvidence) -> Fused:
-        return self._weights(person.x_image, rec.confidence)
+        fused = self._weights(person.x_image, rec.confidence)
+        if self._calibrate_at is None:
+            return fused
+        score = calibrate(fused.score, self._calibrate_at)
+        return Fused(score, score >= OPERATING_POINT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +198,6 @@ def build_fuser(cfg: FusionConfig, load: Any) -> Fuser:
             return hand
         raise
     if cfg.method == "learned_weights":
-        return WeightedFuser(spec.weights(), "learned_weights")
+        return WeightedFuser(spec.weights(), "learned_weights", spec.weighted_threshold)
     _LOGGER.info("fusion: learned head %s", manifest.ref)
     return HeadFuser(session, spec, manifest.ref)

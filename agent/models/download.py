@@ -11,10 +11,12 @@ outside the folder). Plain ``urllib`` from the standard library does the HTTP.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import re
 import shutil
 import tarfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -40,6 +42,7 @@ def download(
     stall_s: float = 30.0,
     attempts: int = 5,
     sha256: str | None = None,
+    total_s: float = 3600.0,
     progress: Callable[[int, int | None], None] = lambda done, total: None,
 ) -> Path:
     """``url`` into ``dest``; :class:`BundleRejected` with code ``download_failed``,
@@ -49,16 +52,30 @@ def download(
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     last = ""
+    # A server that drips a byte just under the stall timeout must not hold an update forever.
+    give_up_at = time.monotonic() + total_s
     for attempt in range(1, attempts + 1):
         try:
-            if _fetch(url, part, max_bytes=max_bytes, stall_s=stall_s, progress=progress):
+            if _fetch(
+                url,
+                part,
+                max_bytes=max_bytes,
+                stall_s=stall_s,
+                progress=progress,
+                give_up_at=give_up_at,
+            ):
                 break
             last = "the connection closed early"
         except BundleRejected:
             part.unlink(missing_ok=True)
             raise
-        except (OSError, urllib.error.URLError) as err:  # timeouts are OSErrors too
-            last = str(err)
+        except (OSError, urllib.error.URLError, http.client.HTTPException) as err:
+            last = str(err) or type(err).__name__  # timeouts are OSErrors; IncompleteRead not
+        if time.monotonic() > give_up_at:
+            part.unlink(missing_ok=True)
+            raise BundleRejected(
+                "download_failed", f"{_redact(url)}: over {total_s:.0f} s in all; gave up"
+            )
         _LOGGER.warning(
             "download %s: attempt %d/%d stopped (%s); resuming from byte %d",
             _redact(url),
@@ -89,6 +106,7 @@ def _fetch(
     max_bytes: int,
     stall_s: float,
     progress: Callable[[int, int | None], None],
+    give_up_at: float,
 ) -> bool:
     """One request; True when the whole body is in ``part``."""
     have = part.stat().st_size if part.exists() else 0
@@ -125,6 +143,8 @@ def _fetch(
         done = have
         with part.open(mode) as out:
             while chunk := resp.read(CHUNK):
+                if time.monotonic() > give_up_at:
+                    raise TimeoutError("the download's overall time limit passed")
                 done += len(chunk)
                 if done > max_bytes:
                     raise BundleRejected(

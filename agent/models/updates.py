@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent.config.runtimes import RuntimesConfig
 from agent.errors import EdgeAgentError
 from agent.models.bundle import BundleRejected
 from agent.models.store import ModelStore
@@ -102,6 +103,7 @@ class ModelUpdater:
         max_bytes: int = 200_000_000,
         stall_s: float = 30.0,
         model: str = "",
+        runtimes: RuntimesConfig | None = None,
     ) -> None:
         self._store = store
         self._trusted = list(trusted)
@@ -110,6 +112,7 @@ class ModelUpdater:
         self._on_installed = on_installed
         self._max_bytes = max_bytes
         self._stall_s = stall_s
+        self._runtimes = runtimes
         self._busy = threading.Lock()
         self._announced: UpdateRequest | None = None
         self._thread: threading.Thread | None = None
@@ -175,6 +178,14 @@ class ModelUpdater:
         self._start(self._announced)
 
     def _start(self, req: UpdateRequest) -> None:
+        if not self._trusted:
+            # Refused before a byte is fetched: nothing could pass verification.
+            self._error("empty_trust_store", "models.trusted_keys is empty: no update can pass")
+            return
+        if self._store.pending() is not None:
+            # The last update has not proven itself yet: .previous must stay the known good one.
+            self._error("busy", "the previous update is still in its health window")
+            return
         if not self._busy.acquire(blocking=False):
             self._error("busy", "an update is already running")
             return
@@ -210,7 +221,7 @@ class ModelUpdater:
                 )
                 self._set(state="installing", progress=100)
                 folder = unpack(archive, Path(tmp) / "bundle")
-                manifest = self._store.install(folder, trusted=self._trusted)
+                manifest = self._store.install(folder, self._runtimes, trusted=self._trusted)
             self._store.mark_pending(manifest.name)
             self._set(
                 state="restarting",

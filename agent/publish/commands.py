@@ -177,6 +177,11 @@ class CommandHandler:
         self._last_log = 0.0
         self._unlogged = 0
         self._persist_to = persist_to
+        # What the config file says, before any saved value: a saved value stands only while
+        # the file still says what it said when the value was set.
+        start = self.settings.current
+        self._config_text = {k: c.format(c.read(start)) for k, c in self.commands.items()}
+        self._saved: dict[str, dict[str, str]] = {}
         if persist_to is not None:
             self._restore(persist_to)
 
@@ -193,26 +198,35 @@ class CommandHandler:
             _LOGGER.warning("ignoring saved settings %s: not an object", path)
             return
         restored = []
-        for key, text in saved.items():
+        for key, entry in saved.items():
             cmd = self.commands.get(key)
-            if cmd is None or not isinstance(text, str):
+            if cmd is None or not isinstance(entry, dict):
                 continue
+            text, was = entry.get("value"), entry.get("config")
+            if not isinstance(text, str) or was != self._config_text.get(key):
+                continue  # the config file changed this key since: the file wins
             try:
                 cmd.apply(self.settings, cmd.parse(text.encode("utf-8")))
             except CommandRejected as err:
                 _LOGGER.warning("ignoring saved setting %s=%r: %s", key, text, err)
                 continue
+            self._saved[key] = {"value": text, "config": str(was)}
             restored.append(f"{key}={text}")
         if restored:
             _LOGGER.info("restored settings from %s: %s", path, ", ".join(restored))
 
-    def _save(self) -> None:
-        """Every command-set value, atomically (temp file + rename)."""
+    def _save(self, key: str) -> None:
+        """The values commands set (only those), with the config's value each overrode;
+        atomically (temp file + rename)."""
         path = self._persist_to
         if path is None:
             return
-        now = self.settings.current
-        data = {k: c.format(c.read(now)) for k, c in self.commands.items()}
+        cmd = self.commands[key]
+        self._saved[key] = {
+            "value": cmd.format(cmd.read(self.settings.current)),
+            "config": self._config_text[key],
+        }
+        data = self._saved
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
@@ -258,7 +272,7 @@ class CommandHandler:
             self._reject(key if _KEY.match(key) else None, err)
             return
         cmd.apply(self.settings, value)
-        self._save()
+        self._save(key)
         with self._lock:
             self.accepted += 1
         _LOGGER.info("setting %s = %s (MQTT command)", key, cmd.format(value))
