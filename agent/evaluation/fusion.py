@@ -24,13 +24,13 @@ from agent.fusion.learned import HeadSpec
 from agent.models.store import read_manifest
 from agent.training.fusion import (
     SCENES,
+    candidates,
     hear,
     hear_key,
-    look,
     policy_fires,
     run_head,
+    scene_rows,
     score_policies,
-    utterances,
 )
 
 POLICIES = ("audio_only", "image_only", "hand_weights", "learned_weights", "learned_head")
@@ -47,7 +47,6 @@ def evaluate_fusion(
 ) -> dict[str, Any]:
     """``bundle``: a fusion bundle folder (default: ``fusion.model`` in the store)."""
     from agent.extractors.speech import build_recognizer
-    from agent.extractors.vision import FaceDetector
     from agent.models.store import ModelStore
 
     t0 = time.perf_counter()
@@ -68,16 +67,7 @@ def evaluate_fusion(
     ]
     progress(f"hearing {len(clips)} held-out clips, direct and through a TV")
     heard = hear(corpus, clips, recognizer, progress, key=hear_key(cfg, recognizer.model))
-    session, vis = store.load(cfg.vision.model, threads=cfg.vision.threads, runtimes=cfg.runtimes)
-    seen = look("test", FaceDetector(session, vis.preprocess, vis.postprocess))
-    rows = utterances(
-        heard,
-        seen,
-        help_intent=cfg.events.help_call.intent,
-        count=count,
-        seed=seed,
-        min_score=cfg.vision.min_score,
-    )
+    rows, _ = scene_rows(cfg, store, heard, "test", count=count, seed=seed)
     x = np.stack([u.x() for u in rows])
     p = run_head(manifest.path, x)
     hand = (cfg.fusion.alpha, cfg.fusion.beta, cfg.fusion.threshold)
@@ -95,14 +85,7 @@ def evaluate_fusion(
     in_view = np.array([u.person.with_person > 0 for u in rows])
     # The head's false accepts where its recall equals audio-only's (a point on its curve,
     # read off the test set for the comparison only; the shipped threshold is the trained one).
-    cand = np.array(
-        [
-            u.rec.intent is not None
-            or (u.rec.posterior is not None and u.rec.posterior.p >= spec.candidate_floor)
-            for u in rows
-        ]
-    )
-    usable = cand & in_view
+    usable = candidates(rows, spec.candidate_floor) & in_view
     scene = np.array([u.scene for u in rows])
     everywhere = np.ones(len(rows), dtype=bool)
     equal = _at_recall(p, usable, label, everywhere, table["audio_only"]["all"]["recall"])

@@ -10,7 +10,6 @@ outside the folder). Plain ``urllib`` from the standard library does the HTTP.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import re
@@ -23,15 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.models.bundle import BundleRejected
+from agent.models.store import sha256_of
+from agent.sources.camera import redact
 
 _LOGGER = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
 _RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"//[^/@]*@", "//***@", url)
 
 
 def download(
@@ -48,7 +45,7 @@ def download(
     """``url`` into ``dest``; :class:`BundleRejected` with code ``download_failed``,
     ``too_large`` or ``hash_mismatch``."""
     if not url.startswith(("http://", "https://")):
-        raise BundleRejected("download_failed", f"only http(s) URLs are fetched: {_redact(url)}")
+        raise BundleRejected("download_failed", f"only http(s) URLs are fetched: {redact(url)}")
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     last = ""
@@ -74,11 +71,11 @@ def download(
         if time.monotonic() > give_up_at:
             part.unlink(missing_ok=True)
             raise BundleRejected(
-                "download_failed", f"{_redact(url)}: over {total_s:.0f} s in all; gave up"
+                "download_failed", f"{redact(url)}: over {total_s:.0f} s in all; gave up"
             )
         _LOGGER.warning(
             "download %s: attempt %d/%d stopped (%s); resuming from byte %d",
-            _redact(url),
+            redact(url),
             attempt,
             attempts,
             last,
@@ -86,15 +83,13 @@ def download(
         )
     else:
         raise BundleRejected(
-            "download_failed", f"{_redact(url)}: gave up after {attempts} attempts: {last}"
+            "download_failed", f"{redact(url)}: gave up after {attempts} attempts: {last}"
         )
     if sha256 is not None:
-        got = _sha256(part)
+        got = sha256_of(part)
         if got != sha256.lower():
             part.unlink(missing_ok=True)
-            raise BundleRejected(
-                "hash_mismatch", f"{_redact(url)}: sha256 {got}, expected {sha256}"
-            )
+            raise BundleRejected("hash_mismatch", f"{redact(url)}: sha256 {got}, expected {sha256}")
     part.replace(dest)
     return dest
 
@@ -122,7 +117,7 @@ def _fetch(
                 # Never splice: an answer for other bytes than asked means start over.
                 _LOGGER.warning(
                     "download %s: Content-Range %r does not continue at byte %d; restarting",
-                    _redact(url),
+                    redact(url),
                     resp.headers.get("Content-Range"),
                     have,
                 )
@@ -132,13 +127,13 @@ def _fetch(
             mode = "ab"
         else:
             if status != 200:
-                raise BundleRejected("download_failed", f"{_redact(url)}: HTTP {status}")
+                raise BundleRejected("download_failed", f"{redact(url)}: HTTP {status}")
             have, mode = 0, "wb"  # the whole body again
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
         if total is not None and total > max_bytes:
             raise BundleRejected(
-                "too_large", f"{_redact(url)}: {total} bytes, the limit is {max_bytes}"
+                "too_large", f"{redact(url)}: {total} bytes, the limit is {max_bytes}"
             )
         done = have
         with part.open(mode) as out:
@@ -148,19 +143,11 @@ def _fetch(
                 done += len(chunk)
                 if done > max_bytes:
                     raise BundleRejected(
-                        "too_large", f"{_redact(url)}: more than {max_bytes} bytes; stopped"
+                        "too_large", f"{redact(url)}: more than {max_bytes} bytes; stopped"
                     )
                 out.write(chunk)
                 progress(done, total)
         return total is None or done == total
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def unpack(archive: Path, folder: Path) -> Path:

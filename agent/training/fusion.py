@@ -370,15 +370,45 @@ def policy_fires(
         "learned_weights": weighted(*weights),
     }
     if head_p is not None:
-        cand = np.array(
-            [
-                u.rec.intent is not None
-                or (u.rec.posterior is not None and u.rec.posterior.p >= floor)
-                for u in rows
-            ]
-        )
-        out["learned_head"] = cand & in_view & (head_p >= head_threshold)
+        out["learned_head"] = candidates(rows, floor) & in_view & (head_p >= head_threshold)
     return out
+
+
+def candidates(rows: Sequence[Utterance], floor: float) -> npt.NDArray[np.bool_]:
+    """Utterances the head sees: accepted by the recognizer, or its best phrase at ``floor``
+    (``VoiceCommandRule.takes_candidate``)."""
+    return np.array(
+        [
+            u.rec.intent is not None or (u.rec.posterior is not None and u.rec.posterior.p >= floor)
+            for u in rows
+        ],
+        dtype=bool,
+    )
+
+
+def scene_rows(
+    cfg: AgentConfig,
+    store: Any,
+    heard: Sequence[Heard],
+    split: str,
+    *,
+    count: int,
+    seed: int,
+) -> tuple[list[Utterance], str]:
+    """The scenes of ``split``'s photos around ``heard``; also the face detector's name@version."""
+    session, manifest = store.load(
+        cfg.vision.model, threads=cfg.vision.threads, runtimes=cfg.runtimes
+    )
+    seen = look(split, FaceDetector(session, manifest.preprocess, manifest.postprocess))
+    rows = utterances(
+        heard,
+        seen,
+        help_intent=cfg.events.help_call.intent,
+        count=count,
+        seed=seed,
+        min_score=cfg.vision.min_score,
+    )
+    return rows, str(manifest.ref)
 
 
 def score_policies(
@@ -431,19 +461,7 @@ def run_fusion_train(
         )
     progress(f"hearing {len(clips)} tune clips, direct and through a TV")
     heard = hear(corpus, clips, recognizer, progress, key=hear_key(cfg, recognizer.model))
-    session, manifest = store.load(
-        cfg.vision.model, threads=cfg.vision.threads, runtimes=cfg.runtimes
-    )
-    detector = FaceDetector(session, manifest.preprocess, manifest.postprocess)
-    seen = look("train", detector)
-    rows = utterances(
-        heard,
-        seen,
-        help_intent=cfg.events.help_call.intent,
-        count=examples,
-        seed=seed,
-        min_score=cfg.vision.min_score,
-    )
+    rows, detector_ref = scene_rows(cfg, store, heard, "train", count=examples, seed=seed)
     fit_rows, tune_rows = rows[: len(rows) * 4 // 5], rows[len(rows) * 4 // 5 :]
     x = np.stack([u.x() for u in fit_rows])
     y = np.array([u.label for u in fit_rows], dtype=np.int64)
@@ -494,7 +512,7 @@ def run_fusion_train(
         threshold=threshold,
         weights=(alpha, beta, wthr),
         recognizer=recognizer.model,
-        detector=manifest.ref,
+        detector=detector_ref,
         accuracy=accuracy,
     )
     if held_out:
