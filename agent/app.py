@@ -102,13 +102,14 @@ class ReplayReport:
     cpu_s: float
     frames: int
     chunks: int
+    started_at: float = 0.0  # time.time() when media time 0 was "now" (realtime latency)
 
 
 def replay(
     pipeline: Pipeline, video: Path, audio: Path, *, realtime: bool = False, chunk_ms: int = 32
 ) -> ReplayReport:
     """Feed recorded media through ``pipeline`` in timestamp order (one media clock)."""
-    wall0, cpu0 = time.perf_counter(), time.process_time()
+    wall0, cpu0, started_at = time.perf_counter(), time.process_time(), time.time()
     vsrc = VideoFileSource(video)
     asrc = WavFileSource(audio, chunk_ms=chunk_ms)
     frames = chunks = 0
@@ -143,6 +144,7 @@ def replay(
         cpu_s=time.process_time() - cpu0,
         frames=frames,
         chunks=chunks,
+        started_at=started_at,
     )
 
 

@@ -74,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
         help="config YAML: its runtimes (providers, delegates) are benched beside the CPU",
     )
     bench.add_argument("--json", action="store_true", help="print JSON")
+    bench.add_argument(
+        "--latency",
+        type=int,
+        metavar="RUNS",
+        help="instead: replay the scenes with events RUNS times in real time through a local "
+        "broker and print end-of-speech -> subscriber latency (p50/p95)",
+    )
 
     models = sub.add_parser("models", help="model store")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
@@ -234,6 +241,17 @@ def _thread_counts(text: str) -> tuple[int, ...]:
 def cmd_bench(args: argparse.Namespace) -> int:
     from agent.bench import print_table, run_bench
 
+    if args.latency is not None:
+        from agent.latency import event_scenes, print_latency, run_latency
+
+        if not 1 <= args.latency <= 100:
+            raise ConfigError([f"--latency: expected 1-100 runs, got {args.latency}"])
+        lat = run_latency(_config(args.config), event_scenes(SAMPLES), runs=args.latency)
+        if args.json:
+            print(json.dumps(lat, indent=2))
+        else:
+            print_latency(lat)
+        return EX_OK
     scene = SAMPLES / args.scene
     if not (scene / "scene.json").is_file():
         raise ConfigError([f"--scene: no sample scene {args.scene!r} in {SAMPLES}"])

@@ -19,7 +19,7 @@ from agent.config.sections import PresenceConfig
 from agent.core import faults
 from agent.core.media import AudioChunk, Frame
 from agent.core.settings import RuntimeSettings
-from agent.extractors.speech import IntentRecognizer
+from agent.extractors.speech import IntentRecognizer, Recognition
 from agent.extractors.vad import Segmenter, SpeechSegment
 from agent.rules.base import DecisionHook, Heard, Rule, RuleContext
 from agent.sync.ring import FrameRing
@@ -129,6 +129,11 @@ class Pipeline:
             intent, catch_all[0] if catch_all else None
         )
         self.presence_state = presence
+        self._speech_rules = [r for r in rules if type(r).during_speech is not Rule.during_speech]
+        self._seen_frame_ns = -1
+        # The recognizer's answer at the endpoint check, reused when that segment is decided.
+        self._endpointed: tuple[SpeechSegment, Recognition] | None = None
+        segmenter.endpoint = self._endpoint
         self._pending: list[SpeechSegment] = []
         self._audio_ns = 0
         self._progress = on_progress or (lambda stage: None)
@@ -175,10 +180,32 @@ class Pipeline:
         self._audio_ns = chunk.end_ns
         self._pending.extend(segments)
         self._resolve(final=False)
+        self._during_speech()
         for rule in self._listeners:
             rule.on_audio(chunk)
         self._track_presence()
         self._progress("audio")
+
+    def _during_speech(self) -> None:
+        """Let rules gather evidence while an utterance goes on (once per new frame)."""
+        start = self._segmenter.speech_start_ns
+        latest = self.frames.latest_ns()
+        if start is None or latest is None or latest == self._seen_frame_ns:
+            return
+        self._seen_frame_ns = latest
+        for rule in self._speech_rules:
+            if self.settings.current.is_enabled(rule.TYPE):
+                rule.during_speech(start)
+
+    def _endpoint(self, seg: SpeechSegment) -> bool:
+        """Segmenter's early end-of-utterance check: a configured phrase, recognized."""
+        started = time.perf_counter_ns()
+        rec = self.recognizer.recognize(seg.samples)
+        self.times.add("speech_endpoint", started)
+        if rec.intent is None:
+            return False
+        self._endpointed = (seg, rec)
+        return True
 
     def _track_presence(self) -> None:
         tracker = self.presence_state
@@ -222,9 +249,13 @@ class Pipeline:
 
     def _decide(self, seg: SpeechSegment) -> None:
         self.decisions.segments += 1
-        started = time.perf_counter_ns()
-        rec = self.recognizer.recognize(seg.samples)
-        self.times.add("speech_segment", started)
+        early, self._endpointed = self._endpointed, None
+        if early is not None and early[0] is seg:
+            rec = early[1]
+        else:
+            started = time.perf_counter_ns()
+            rec = self.recognizer.recognize(seg.samples)
+            self.times.add("speech_segment", started)
         heard = Heard(seg, rec)
         rule = self._owner(rec.intent) if rec.intent is not None else None
         if rule is None and rec.posterior is not None:

@@ -93,6 +93,14 @@ class VadConfig(Section):
     min_silence_ms: int = Field(
         400, ge=50, le=5000, description="Silence that ends a segment (also the decision delay)."
     )
+    endpoint_ms: int = Field(
+        150,
+        ge=0,
+        le=5000,
+        description="Silence after which the utterance so far is offered to the recognizer; "
+        "when it is a complete command the segment ends there instead of after min_silence_ms "
+        "(the decision comes that much sooner). 0 = always wait min_silence_ms.",
+    )
     pad_ms: int = Field(250, ge=0, le=1000, description="Audio kept before and after each segment.")
     max_segment_s: float = Field(
         8.0,
@@ -127,7 +135,11 @@ class FusionConfig(Section):
         0.5, ge=0, le=10, description="Frames this long before the utterance also count."
     )
     window_after_s: float = Field(
-        0.3, ge=0, le=10, description="Frames this long after the utterance also count."
+        0.1,
+        ge=0,
+        le=10,
+        description="Frames this long after the utterance also count (the decision waits for "
+        "them, so this adds to the latency).",
     )
 
 

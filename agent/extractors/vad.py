@@ -1,9 +1,16 @@
-"""Voice activity: Silero VAD (ONNX) per 32 ms window, and a segmenter that cuts utterances."""
+"""Voice activity: Silero VAD (ONNX) per 32 ms window, and a segmenter that cuts utterances.
+
+An utterance ends after ``min_silence_ms`` of silence, or sooner: once ``endpoint_ms`` of
+silence has passed, the utterance so far is offered to an ``endpoint`` check (the pipeline asks
+the recognizer whether it is a complete command) and ends there when the check says so. A
+pause inside a phrase ("turn on … the light") is then not cut, yet a finished command is
+decided without waiting out the whole hangover.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,12 +71,19 @@ class SpeechSegment:
         return (self.end_ns - self.start_ns) / 1e9
 
 
+EndpointCheck = Callable[["SpeechSegment"], bool]
+
+
 class Segmenter:
     """Turns a stream of chunks into speech segments (hysteresis, min speech, hangover)."""
 
-    def __init__(self, cfg: VadConfig, vad: SpeechProbability) -> None:
+    def __init__(
+        self, cfg: VadConfig, vad: SpeechProbability, endpoint: EndpointCheck | None = None
+    ) -> None:
         self._cfg = cfg
         self._vad = vad
+        self.endpoint = endpoint  # set by the pipeline once its recognizer exists
+        self.endpointed = 0  # segments closed early by the check
         self._pending = np.zeros(0, dtype=np.int16)
         self._pending_t0: int | None = None  # agent time of _pending[0]
         self._pad = cfg.pad_ms * AUDIO_RATE // 1000
@@ -99,6 +113,11 @@ class Segmenter:
     @property
     def in_speech(self) -> bool:
         return self._in_speech
+
+    @property
+    def speech_start_ns(self) -> int | None:
+        """Start of the utterance under way (None between utterances)."""
+        return self._speech_start if self._in_speech else None
 
     def flush(self) -> Iterator[SpeechSegment]:
         """Close an open segment at end of stream."""
@@ -140,18 +159,41 @@ class Segmenter:
         too_long = (t1 - self._speech_start) / 1e9 >= self._cfg.max_segment_s
         if silence_ms >= self._cfg.min_silence_ms or too_long:
             return self._close(self._last_speech_end if not too_long else t1)
+        wait = self._endpoint_windows()
+        if wait and self._silence_windows == wait and self.endpoint is not None:
+            # Once per pause: is what was said so far already a whole command?
+            seg = self._segment(self._last_speech_end)
+            if seg is not None and self.endpoint(seg):
+                self._reset()
+                self.endpointed += 1
+                return seg
         return None
 
-    def _close(self, end_ns: int) -> SpeechSegment | None:
+    def _endpoint_windows(self) -> int:
+        """Silent windows after which the endpoint check runs (0: never)."""
+        ms = self._cfg.endpoint_ms
+        if ms <= 0 or ms >= self._cfg.min_silence_ms:
+            return 0
+        return max(1, -(-ms * AUDIO_RATE // (1000 * WINDOW)))
+
+    def _segment(self, end_ns: int) -> SpeechSegment | None:
+        """The utterance from its start to ``end_ns``, padded with the audio there is."""
+        if (end_ns - self._speech_start) / 1e6 < self._cfg.min_speech_ms:
+            return None
         audio = np.concatenate(self._history) if self._history else np.zeros(0, np.int16)
         start_idx = max(0, round((self._speech_start - self._hist_t0) / NS_PER_SAMPLE) - self._pad)
         end_idx = round((end_ns - self._hist_t0) / NS_PER_SAMPLE) + self._pad
         samples = audio[start_idx:end_idx].copy()
-        start, peak = self._speech_start, self._peak
+        return SpeechSegment(self._speech_start, end_ns, samples, self._peak)
+
+    def _reset(self) -> None:
         self._in_speech = False
         self._history = []
         self._silence_windows = 0
-        if (end_ns - start) / 1e6 < self._cfg.min_speech_ms:
-            _LOGGER.debug("ignored %.0f ms speech burst", (end_ns - start) / 1e6)
-            return None
-        return SpeechSegment(start, end_ns, samples, peak)
+
+    def _close(self, end_ns: int) -> SpeechSegment | None:
+        seg = self._segment(end_ns)
+        if seg is None:
+            _LOGGER.debug("ignored %.0f ms speech burst", (end_ns - self._speech_start) / 1e6)
+        self._reset()
+        return seg

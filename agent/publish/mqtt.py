@@ -57,7 +57,8 @@ ONLINE, OFFLINE, STOPPED = "online", "offline", "stopped"
 MessageHandler = Callable[[str, bytes], None]
 """Called on the network thread with (topic, payload); must not block."""
 
-_LOOP_TIMEOUT_S = 0.05
+# An event stored by another thread waits at most this long for the network thread.
+_LOOP_TIMEOUT_S = 0.02
 _LINK_BASE_DELAY_S = 0.05
 _REFUSED_BASE_DELAY_S = 1.0
 

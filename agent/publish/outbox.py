@@ -148,6 +148,10 @@ class Outbox:
             self.close()
             raise PublishError(f"outbox {path}: {err}") from err
         self._count, self._bytes = int(row[0]), int(row[1])
+        # Newest row written: ``take`` skips the query while nothing is past the cursor (the
+        # network thread asks every loop).
+        newest = self._db.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()
+        self._newest = int(newest[0])
         if self._count:
             _LOGGER.info("outbox %s: %d messages waiting from before", path, self._count)
 
@@ -209,6 +213,7 @@ class Outbox:
                         continue
                     self._count += 1
                     self._bytes += msg.size
+                    self._newest = max(self._newest, int(cur.lastrowid or 0))
                     added += 1
                     self._evict(msg.priority)
                 db.execute("COMMIT")
@@ -275,6 +280,10 @@ class Outbox:
             " FROM outbox"
         ).fetchone()
         self._count, self._bytes = int(row[0]), int(row[1])
+        # Newest row written: ``take`` skips the query while nothing is past the cursor (the
+        # network thread asks every loop).
+        newest = self._db.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()
+        self._newest = int(newest[0])
 
     # -- sending -------------------------------------------------------------------------------
     def take(self, limit: int) -> list[StoredMessage]:
@@ -282,6 +291,8 @@ class Outbox:
         if limit <= 0:
             return []
         with self._lock:
+            if self._newest <= self._cursor:
+                return []
             try:
                 rows = self._db.execute(
                     "SELECT seq, topic, payload, qos, retain FROM outbox WHERE seq > ?"

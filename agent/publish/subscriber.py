@@ -22,6 +22,7 @@ class Received:
     topic: str
     payload: bytes
     retain: bool
+    at: float = 0.0  # time.time() on arrival, for latency figures
 
     def json(self) -> Any:
         return json.loads(self.payload)
@@ -86,7 +87,9 @@ class Collector:
 
     def _on_message(self, client: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
-            self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain)))
+            self.messages.append(
+                Received(msg.topic, bytes(msg.payload), bool(msg.retain), time.time())
+            )
 
     def on(self, topic: str) -> list[Received]:
         with self._lock:

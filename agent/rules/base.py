@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
@@ -22,7 +22,7 @@ from agent.core.media import AudioChunk, Frame
 from agent.core.settings import RuntimeSettings
 from agent.events.registry import Event
 from agent.events.types import AudioEvidence, FusionInfo, ImageEvidence
-from agent.sync.ring import FrameRing, spread
+from agent.sync.ring import FrameRing, grid, spread
 
 if TYPE_CHECKING:
     from agent.extractors.speech import Recognition
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from agent.publish.sink import Sink
 
 _LOGGER = logging.getLogger(__name__)
+
+FACE_CACHE = 64  # frames' best faces kept (a few utterance windows at 10 fps)
 
 
 class PersonScorer(Protocol):
@@ -139,6 +141,7 @@ class RuleContext:
     times: StageTimes
     decisions: Decisions
     on_decision: DecisionHook | None = None
+    _faces: dict[int, Detection | None] = field(default_factory=dict, init=False, repr=False)
 
     def frames_around(self, seg: SpeechSegment, cap: int) -> list[Frame]:
         """At most ``cap`` frames, evenly spread, from the utterance's evidence window."""
@@ -149,12 +152,47 @@ class RuleContext:
     def frames_between(self, lo_ns: int, hi_ns: int, cap: int) -> list[Frame]:
         return spread(self.frames.window(lo_ns, hi_ns), cap)
 
+    def speech_frames(self, start_ns: int, end_ns: int, cap: int) -> list[Frame]:
+        """A command's face evidence: frames on a fixed grid from ``window.before_s`` before
+        the utterance, at most ``cap`` of them evenly spread.
+
+        The grid starts at a point known as soon as speech starts, so :meth:`prescore` can
+        score these frames while the phrase is still being spoken and the decision at its end
+        finds them done.
+        """
+        lo = start_ns - int(self.window.before_s * 1e9)
+        hi = end_ns + int(self.window.after_s * 1e9)
+        return spread(grid(self.frames.window(lo, hi), self._gap_ns(cap)), cap)
+
+    def prescore(self, start_ns: int, cap: int) -> None:
+        """Score the grid frames of the utterance under way that exist now (at most ``cap``)."""
+        lo = start_ns - int(self.window.before_s * 1e9)
+        latest = self.frames.latest_ns()
+        if latest is None or latest < lo:
+            return
+        for frame in grid(self.frames.window(lo, latest), self._gap_ns(cap))[:cap]:
+            if frame.t_ns not in self._faces:
+                self.faces([frame])
+
+    def _gap_ns(self, cap: int) -> int:
+        # The cap's frames cover the window around a 1 s phrase; longer ones are spread.
+        span_s = self.window.before_s + self.window.after_s + 1.0
+        return int(span_s / max(1, cap) * 1e9)
+
     def faces(self, frames: list[Frame]) -> list[Detection | None]:
+        """The best face of each frame; each frame is looked at once (cached by its time)."""
         found = []
         for frame in frames:
+            if frame.t_ns in self._faces:
+                found.append(self._faces[frame.t_ns])
+                continue
             started = time.perf_counter_ns()
-            found.append(self.scorer.best_face(frame.image))
+            face = self.scorer.best_face(frame.image)
             self.times.add("vision_frame", started)
+            self._faces[frame.t_ns] = face
+            while len(self._faces) > FACE_CACHE:  # oldest first (insertion order)
+                del self._faces[next(iter(self._faces))]
+            found.append(face)
         return found
 
     def person_in_view(self, frames: list[Frame]) -> PersonEvidence:
@@ -216,6 +254,10 @@ class Rule:
 
     def on_audio(self, chunk: AudioChunk) -> None:
         """See every audio chunk (after the VAD)."""
+
+    def during_speech(self, start_ns: int) -> None:
+        """Called per new frame while an utterance that began at ``start_ns`` goes on: gather
+        evidence early so the decision at its end is quick."""
 
     @property
     def listens_to_audio(self) -> bool:

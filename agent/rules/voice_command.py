@@ -2,9 +2,11 @@
 
 Trigger: a recognized utterance of any intent no other rule owns. Evidence: the person score
 of up to ``vision.max_frames_per_window`` frames from ``fusion.window_before_s`` before the
-utterance to ``fusion.window_after_s`` after it. Fusion: ``fusion.method`` (the weighted sum
-``alpha·x_image + beta·x_audio`` by default) against the run-time fusion threshold; with
-``require_person`` a window without any face above ``vision.min_score`` never fires.
+utterance to ``fusion.window_after_s`` after it, scored while the phrase is spoken
+(``RuleContext.prescore``) so the decision at its end does not wait for the face detector.
+Fusion: ``fusion.method`` (the weighted sum ``alpha·x_image + beta·x_audio`` by default)
+against the run-time fusion threshold; with ``require_person`` a window without any face above
+``vision.min_score`` never fires.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ class VoiceCommandRule(Rule):
         floor = getattr(self._fuser, "candidate_floor", 1.0)
         return self._fuser.wants_candidates and post is not None and post.p >= floor
 
+    def during_speech(self, start_ns: int) -> None:
+        self.ctx.prescore(start_ns, self._max_frames)
+
     def on_speech(self, heard: Heard) -> None:
         ctx = self.ctx
         now = ctx.settings.current
@@ -63,7 +68,7 @@ class VoiceCommandRule(Rule):
             rec = replace(rec, intent=rec.posterior.intent, text=rec.posterior.phrase)
             heard = Heard(seg, rec)
         assert rec.intent is not None
-        chosen = ctx.frames_around(seg, self._max_frames)
+        chosen = ctx.speech_frames(seg.start_ns, seg.end_ns, self._max_frames)
         person = ctx.person_in_view(chosen)
         x_image = person.x_image
         fused = self._fuser.fuse(rec, person)

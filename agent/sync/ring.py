@@ -51,3 +51,12 @@ def spread(frames: list[Frame], cap: int) -> list[Frame]:
         return [frames[len(frames) // 2]]
     step = (len(frames) - 1) / (cap - 1)
     return [frames[round(i * step)] for i in range(cap)]
+
+
+def grid(frames: list[Frame], gap_ns: int) -> list[Frame]:
+    """The first frame, then each next frame at least ``gap_ns`` after the last one taken."""
+    out: list[Frame] = []
+    for f in frames:
+        if not out or f.t_ns - out[-1].t_ns >= gap_ns:
+            out.append(f)
+    return out
