@@ -119,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     ms.add_argument("--release", type=int, help="release counter (default: the manifest's + 1)")
     ms.add_argument("--expires-days", type=float, help="the bundle expires this many days on")
     ms.add_argument("--min-agent-version", help="oldest edge-agent version that may run it")
+    from agent.build.cli import add_parsers as add_build_parsers
+
+    add_build_parsers(msub)
 
     dev = sub.add_parser(
         "devices", help="cameras (/dev/video*) and microphones, with what they support"
@@ -286,6 +289,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     if args.models_command in ("keygen", "sign"):
         return _models_keys(args)
+    if args.models_command in ("build", "quantize"):
+        from agent.build.cli import cmd_build, cmd_quantize
+
+        return cmd_build(args) if args.models_command == "build" else cmd_quantize(args)
     store = ModelStore(args.dir or (_config(args.config).models.dir if "config" in args else None))
     if args.models_command == "install":
         cfg = _config(args.config)

@@ -11,7 +11,7 @@ Labelled set, made at run time (nothing downloaded):
 
 Each segment gets 0.25 s of padding each side with low noise, as a VAD would cut it.
 
-    python scripts/eval_speech.py [--engine pocketsphinx|vosk|all] [--max-phrase-seconds S]
+    python -m scripts.eval_speech [--engine pocketsphinx|vosk|all] [--max-phrase-seconds S]
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.config.speech import SpeechConfig
 from agent.extractors.speech import build_recognizer

@@ -11,7 +11,7 @@ a *lying* astronaut: the same cut-out rotated 90 degrees and laid on the floor. 
 Each scene is checked when generated: the posture of every frame, from the committed pose
 models (float and int8 detector + landmark model), must match the scene's ground truth.
 
-    python scripts/make_pose_samples.py [--out agent/samples] [--scenes a,b] [--no-check]
+    python -m scripts.make_pose_samples [--out agent/samples] [--scenes a,b] [--no-check]
 """
 
 from __future__ import annotations
@@ -30,11 +30,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
+from scripts import make_samples as ms
 
-import make_samples as ms  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 # The lying person: the astronaut cut-out rotated 90 degrees counter-clockwise (head to the
 # left), scaled so the whole cut-out (head to waist) fits, its centre on the floor.

@@ -13,7 +13,7 @@ versions (espeak-ng, sox, OpenCV) give the same files.
 Needs: numpy, opencv-python-headless, scikit-image; ``espeak-ng`` and ``sox``
 on PATH; Debian ``pocketsphinx-testdata`` for the background speech.
 
-    python scripts/make_samples.py [--out agent/samples] [--scenes a,b,...]
+    python -m scripts.make_samples [--out agent/samples] [--scenes a,b,...]
 """
 
 from __future__ import annotations

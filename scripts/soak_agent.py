@@ -7,7 +7,7 @@ agent's RSS, open file descriptors and threads are sampled from /proc. At the en
 event the agent logged as emitted is looked up at the subscriber (by id: the outbox delivers
 each at least once). Prints one JSON summary; exit 1 when an event was lost or the agent died.
 
-    python scripts/soak_agent.py --seconds 3600
+    python -m scripts.soak_agent --seconds 3600
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import wave
@@ -28,12 +27,11 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import testbed
+from agent.publish.broker import LocalBroker
+from agent.publish.subscriber import Collector
 
-import testbed  # noqa: E402
-from agent.publish.broker import LocalBroker  # noqa: E402
-from agent.publish.subscriber import Collector  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SCENE = ROOT / "agent" / "samples" / "person_command"
 

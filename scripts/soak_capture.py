@@ -9,7 +9,7 @@ Faults: the server is SIGKILLed and restarted ``--kills`` times; optionally one 
 (server SIGSTOPped with the socket open), a microphone loss (feeder SIGSTOPped), and a slow
 frame consumer (``--infer-ms``). Prints one JSON object with the figures.
 
-    python scripts/soak_capture.py --seconds 600 --kills 5      # the 10-minute soak
+    python -m scripts.soak_capture --seconds 600 --kills 5      # the 10-minute soak
 """
 
 from __future__ import annotations
@@ -27,14 +27,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import testbed
+from agent.config.capture import CameraConfig, MicrophoneConfig
+from agent.core.clock import MonotonicClock
+from agent.core.media import AudioChunk, Frame
+from agent.sources.supervisor import CameraSupervisor, MicrophoneSupervisor
 
-import testbed  # noqa: E402
-from agent.config.capture import CameraConfig, MicrophoneConfig  # noqa: E402
-from agent.core.clock import MonotonicClock  # noqa: E402
-from agent.core.media import AudioChunk, Frame  # noqa: E402
-from agent.sources.supervisor import CameraSupervisor, MicrophoneSupervisor  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 _LOGGER = logging.getLogger("soak")
 

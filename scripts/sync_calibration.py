@@ -2,11 +2,11 @@
 """Audio-video sync calibration: flashes and clicks at the same instants, through capture.
 
     # file-backed self-test (MJPEG stream camera + ALSA file-device microphone):
-    python scripts/sync_calibration.py selftest --seconds 20
+    python -m scripts.sync_calibration selftest --seconds 20
     # real devices: write the clip, play it on a screen/speaker in front of camera and mic,
-    python scripts/sync_calibration.py clip --out /tmp/sync      # sync.avi, sync.wav (+ .mp4)
+    python -m scripts.sync_calibration clip --out /tmp/sync      # sync.avi, sync.wav (+ .mp4)
     # ... then, while it plays:
-    python scripts/sync_calibration.py measure --config /etc/edge-agent/agent.yaml --seconds 30
+    python -m scripts.sync_calibration measure --config /etc/edge-agent/agent.yaml --seconds 30
 
 Prints the measured offset (video onset minus audio onset, ms; positive: video is stamped
 later than the audio) and the config change that removes it (camera.latency_ms when video is
@@ -31,14 +31,13 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import testbed
+from agent.config.capture import CameraConfig, MicrophoneConfig
+from agent.core.clock import MonotonicClock
+from agent.core.media import AUDIO_RATE, AudioChunk, Frame
+from agent.sources.supervisor import CameraSupervisor, MicrophoneSupervisor
 
-import testbed  # noqa: E402
-from agent.config.capture import CameraConfig, MicrophoneConfig  # noqa: E402
-from agent.core.clock import MonotonicClock  # noqa: E402
-from agent.core.media import AUDIO_RATE, AudioChunk, Frame  # noqa: E402
-from agent.sources.supervisor import CameraSupervisor, MicrophoneSupervisor  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 FPS = 15
 PERIOD_FRAMES = 15  # one flash per second at 15 fps

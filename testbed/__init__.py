@@ -1,7 +1,7 @@
 """File-backed stand-ins for real devices, driving the real capture code paths.
 
-Test and measurement scaffolding of the repository (tests, ``scripts/soak_capture.py``,
-``scripts/sync_calibration.py``); not part of the installed agent.
+Test and measurement scaffolding of the repository (tests, ``python -m scripts.soak_capture``,
+``python -m scripts.sync_calibration``); not part of the installed agent.
 
 - A microphone: an ALSA ``file`` device in ``$HOME/.asoundrc`` whose ``infile`` is a FIFO;
   :func:`feed_fifo` (``python -m testbed feed FIFO``) writes 16 kHz mono s16 into

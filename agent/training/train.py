@@ -183,31 +183,11 @@ def quantize_head(
 ) -> None:
     """Static QDQ int8 (uint8 activations, int8 per-channel weights) on ``op_types``;
     ``calib`` holds one model input per row (without the batch axis)."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from agent.build.quantize import quantize_onnx
 
-    class Reader(CalibrationDataReader):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self._it = iter(calib)
-
-        def get_next(self) -> dict[str, npt.NDArray[np.float32]] | None:
-            x = next(self._it, None)
-            return None if x is None else {input_name: x[np.newaxis]}
-
-    quantize_static(
-        str(float_path),
-        str(out_path),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=list(op_types),
-    )
+    # The shared recipe as the shipped heads were built: no pre-processing, no sorting.
+    feeds = [{input_name: x[np.newaxis]} for x in calib]
+    quantize_onnx(float_path, out_path, feeds, op_types=op_types, prepare=False, canonical=False)
 
 
 def run_onnx(path: Path, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -1,57 +1,48 @@
-#!/usr/bin/env python3
-"""Build the pose models in ``models/`` reproducibly, and measure the int8 models vs float.
+"""The pose models: ``pose_detection``, ``pose_landmark`` (unmodified) and their int8 variants
+``pose_detection_int8``, ``pose_landmark_int8``.
 
-    python scripts/build_pose_models.py [--wheels DIR] [--out models]
-
-Steps: ``pip download --no-deps mediapipe==0.10.21`` (the last wheel that ships the pose
-models; mediapipe itself is never installed) or take it from ``--wheels``; copy
-``pose_detection.tflite`` and ``pose_landmark_full.tflite`` (Google, Apache-2.0) unmodified;
-make the detector convertible (its 38 sparse fp16 weight tensors are densified: each DENSIFY
-op is replaced by the dense constant LiteRT computes for it; tflite2onnx 0.4.1 also lacks
-DEPTH_TO_SPACE, registered here as ONNX ``DepthToSpace``, DCR like TFLite); convert to ONNX
-(checked against the original tflite); quantize with onnxruntime ``quantize_static`` (QDQ,
-uint8 activations / int8 per-channel weights) calibrated on real photos; evaluate the int8
-detector against the float one on held-out images -> ``pose_detection_int8/accuracy.json``.
-The landmark model likewise -> ``pose_landmark_int8/``: converted, pruned to the two outputs
-the agent reads, quantized on the rotated ROI crops PoseEstimator makes (the 128/64 px and
-<= 8 px stages kept float, by measurement), evaluated vs float on the same held-out images.
+Source: the ``mediapipe==0.10.21`` wheel (the last that ships the pose models; mediapipe itself
+is never installed). The detector is made convertible (its 38 sparse fp16 weight tensors are
+densified: each DENSIFY op is replaced by the dense constant LiteRT computes for it;
+tflite2onnx 0.4.1 also lacks DEPTH_TO_SPACE, registered here as ONNX ``DepthToSpace``, DCR like
+TFLite), converted to ONNX (checked against the original tflite), quantized with the shared ONNX
+recipe (:mod:`agent.build.quantize`) calibrated on real photos, and evaluated against the float
+one on held-out images -> ``pose_detection_int8/accuracy.json``. The landmark model likewise ->
+``pose_landmark_int8/``: converted, pruned to the two outputs the agent reads, quantized on the
+rotated ROI crops PoseEstimator makes (the 128/64 px and <= 8 px stages kept float, by
+measurement), evaluated vs float on the same held-out images.
 Needs the ``models`` extra: onnx, tflite2onnx, scikit-image (plus onnxruntime, ai-edge-litert).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import logging
 import math
 import os
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
-
-from build_models import (  # noqa: E402
+from agent.build.common import (
+    SEED,
+    Array,
+    BuildContext,
     apache_text,
-    canonicalize,
     extract,
+    fetch_wheel,
     licence_file,
+    list_folder,
     median_ms,
     specs,
+    write_json,
     write_manifest,
 )
-
-from agent.extractors.pose import (  # noqa: E402
+from agent.build.quantize import quantize_onnx
+from agent.extractors.pose import (
     LandmarkModel,
     PersonDetection,
     PoseDetector,
@@ -60,16 +51,15 @@ from agent.extractors.pose import (  # noqa: E402
     classify_posture,
     roi_from_keypoints,
 )
-from agent.extractors.vision import box_iou  # noqa: E402
-from agent.runtimes.base import Session, open_session  # noqa: E402
+from agent.extractors.vision import box_iou
+from agent.runtimes.base import RuntimeName, Session, open_session
 
-_LOGGER = logging.getLogger("build_pose_models")
+_LOGGER = logging.getLogger(__name__)
 
 MP_VERSION = "0.10.21"
 MP_PKG = f"mediapipe=={MP_VERSION}"
 DET_MEMBER = "mediapipe/modules/pose_detection/pose_detection.tflite"
 LM_MEMBER = "mediapipe/modules/pose_landmark/pose_landmark_full.tflite"
-SEED = 20261128
 TIMING_RUNS = 50  # per model, alternating, after 5 warm-up rounds
 # Kept in float in the shipped int8 model: the output heads (each graph output back through
 # Concat/Reshape/Transpose to its Conv). Measured: int8 heads quantize the score logits so
@@ -140,18 +130,6 @@ EXTRA_EMPTY = ("coins", "moon", "page", "clock", "hubble_deep_field", "immunohis
 # ---------------------------------------------------------------- fetching / conversion
 
 
-def fetch_wheel(wheels: Path | None, tmp: Path) -> Path:
-    if wheels is None:
-        wheels = tmp / "wheels"
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels)]
-        _LOGGER.info("running %s", " ".join([*cmd, MP_PKG]))
-        subprocess.run([*cmd, MP_PKG], check=True)
-    found = sorted(wheels.glob(f"mediapipe-{MP_VERSION}-*.whl"))
-    if not found:
-        raise SystemExit(f"no wheel for {MP_PKG} in {wheels}")
-    return found[0]
-
-
 def densify(src: Path, dest: Path) -> int:
     """Replace every DENSIFY op by its dense (fp16) constant; returns how many."""
     import flatbuffers
@@ -203,9 +181,9 @@ def densify(src: Path, dest: Path) -> int:
 
 
 def _register_depth_to_space() -> None:
-    import tflite  # type: ignore[import-untyped]
-    from tflite2onnx.layout import Layout  # type: ignore[import-untyped]
-    from tflite2onnx.op.common import Operator, OpFactory  # type: ignore[import-untyped]
+    import tflite
+    from tflite2onnx.layout import Layout
+    from tflite2onnx.op.common import Operator, OpFactory
 
     if tflite.BuiltinOperator.DEPTH_TO_SPACE in OpFactory.registry:
         return
@@ -259,7 +237,7 @@ def convert_to_onnx(tflite_path: Path, onnx_path: Path) -> None:
 # ---------------------------------------------------------------- data
 
 
-def photo(name: str) -> np.ndarray:
+def photo(name: str) -> Array:
     from skimage import data
 
     img = np.asarray(getattr(data, name)())
@@ -268,7 +246,7 @@ def photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(img[..., 2::-1])  # RGB(A) -> BGR
 
 
-def rotate(img: np.ndarray, deg: float, fill: int = 0) -> np.ndarray:
+def rotate(img: Array, deg: float, fill: int = 0) -> Array:
     """Rotate about the centre, growing the canvas so nothing is cut."""
     h, w = img.shape[:2]
     m = cv2.getRotationMatrix2D((w / 2, h / 2), deg, 1.0)
@@ -279,7 +257,7 @@ def rotate(img: np.ndarray, deg: float, fill: int = 0) -> np.ndarray:
     return cv2.warpAffine(img, m, (nw, nh), borderValue=(fill, fill, fill))
 
 
-def random_crop(img: np.ndarray, rng: np.random.Generator, lo: float, hi: float) -> np.ndarray:
+def random_crop(img: Array, rng: np.random.Generator, lo: float, hi: float) -> Array:
     h, w = img.shape[:2]
     ch = int(h * rng.uniform(lo, hi))
     cw = int(w * rng.uniform(lo, hi))
@@ -288,11 +266,11 @@ def random_crop(img: np.ndarray, rng: np.random.Generator, lo: float, hi: float)
     return img[y : y + ch, x : x + cw]
 
 
-def calibration_images() -> list[np.ndarray]:
+def calibration_images() -> list[Array]:
     """Crops (keeping most of the person) and rotations of the person photos, crops of the
     empty ones. Whole unrotated photos and 45/135-degree rotations are left for evaluation."""
     rng = np.random.default_rng(SEED)
-    out: list[np.ndarray] = []
+    out: list[Array] = []
     for name in PERSON_PHOTOS:
         img = photo(name)
         for i in range(24):
@@ -307,9 +285,9 @@ def calibration_images() -> list[np.ndarray]:
     return out
 
 
-def evaluation_images() -> list[tuple[str, np.ndarray, bool]]:
+def evaluation_images() -> list[tuple[str, Array, bool]]:
     """Held out: (id, image, person?)."""
-    out: list[tuple[str, np.ndarray, bool]] = []
+    out: list[tuple[str, Array, bool]] = []
     for name in (*PERSON_PHOTOS, *EMPTY_PHOTOS, *EXTRA_EMPTY):
         img = photo(name)
         person = name in PERSON_PHOTOS
@@ -351,7 +329,7 @@ def head_nodes(onnx_path: Path) -> list[str]:
     return sorted(found)
 
 
-def detector_calibration(float_onnx: Path) -> list[np.ndarray]:
+def detector_calibration(float_onnx: Path) -> list[Array]:
     det = PoseDetector(open_session(float_onnx, "onnx"), _Spec(DET_PREPROCESS, DET_POSTPROCESS))
     return [det.prepare(img)[0] for img in calibration_images()]
 
@@ -359,51 +337,15 @@ def detector_calibration(float_onnx: Path) -> list[np.ndarray]:
 def quantize(
     float_onnx: Path,
     out: Path,
-    tmp: Path,
     exclude: list[str],
-    tensors: list[np.ndarray] | None = None,
+    tensors: list[Array] | None = None,
     method: str = CALIBRATION,
 ) -> int:
-    """QDQ U8S8 per-channel ``quantize_static``; ``tensors`` default to the detector's
-    calibration inputs (NCHW, as ``float_onnx`` takes them)."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    prepared = tmp / f"{float_onnx.stem}_pre.onnx"
-    quant_pre_process(
-        str(float_onnx), str(prepared), skip_optimization=True, skip_symbolic_shape=True
-    )
+    """The shared ONNX recipe (QDQ U8S8 per channel, prepared and canonical); ``tensors``
+    default to the detector's calibration inputs (NCHW, as ``float_onnx`` takes them)."""
     feed = detector_calibration(float_onnx) if tensors is None else tensors
     name = open_session(float_onnx, "onnx").inputs[0].name
-
-    class Reader(CalibrationDataReader):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self._it: Iterator[np.ndarray] = iter(feed)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            x = next(self._it, None)
-            return None if x is None else {name: x}
-
-    _LOGGER.info("calibrating on %d images", len(feed))
-    quantize_static(
-        str(prepared),
-        str(out),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        calibrate_method=getattr(CalibrationMethod, method),
-        nodes_to_exclude=exclude,
-    )
-    canonicalize(out)
-    return len(feed)
+    return quantize_onnx(float_onnx, out, [{name: x} for x in feed], exclude=exclude, method=method)
 
 
 def prune_outputs(src: Path, dest: Path, keep: tuple[str, ...]) -> int:
@@ -457,7 +399,7 @@ def float_nodes_by_resolution(onnx_path: Path, big: int, small: int) -> list[str
     return sorted(found)
 
 
-def check_landmark_conversion(tfl: Session, onx: Session, crops: list[np.ndarray]) -> float:
+def check_landmark_conversion(tfl: Session, onx: Session, crops: list[Array]) -> float:
     """Max abs difference of the used outputs (landmarks in crop pixels, presence), tflite vs
     pruned ONNX, on noise and real crops (NCHW)."""
     rng = np.random.default_rng(SEED)
@@ -482,7 +424,7 @@ def jitter_roi(roi: Roi, rng: np.random.Generator) -> Roi:
     )
 
 
-def landmark_calibration(det_path: Path, lm_float_onnx: Path) -> tuple[list[np.ndarray], int]:
+def landmark_calibration(det_path: Path, lm_float_onnx: Path) -> tuple[list[Array], int]:
     """Landmark-model inputs as PoseEstimator makes them: the float detector's rotated ROI
     on each detector calibration image (crops and rotations of the person photos; crops of the
     empty ones), plus one jittered copy of each ROI. Where the detector finds nobody (empty
@@ -491,7 +433,7 @@ def landmark_calibration(det_path: Path, lm_float_onnx: Path) -> tuple[list[np.n
     rng = np.random.default_rng(SEED + 1)
     det = PoseDetector(open_session(det_path, "tflite"), _Spec(DET_PREPROCESS, DET_POSTPROCESS))
     lm = LandmarkModel(open_session(lm_float_onnx, "onnx"), _Spec(LM_PREPROCESS, LM_POSTPROCESS))
-    out: list[np.ndarray] = []
+    out: list[Array] = []
     detected = 0
     for img in calibration_images():
         h, w = img.shape[:2]
@@ -540,16 +482,16 @@ def check_conversion(tfl: Session, onx: Session) -> float:
     return worst
 
 
-def evaluate(models: dict[str, tuple[Path, str]], landmark: Path) -> dict[str, Any]:
+def evaluate(models: dict[str, tuple[Path, RuntimeName]], landmark: Path) -> dict[str, Any]:
     items = evaluation_images()
     lm_session = open_session(landmark, "tflite", threads=1)
     lm_spec = _Spec(LM_PREPROCESS, LM_POSTPROCESS)
     det_spec = _Spec(DET_PREPROCESS, DET_POSTPROCESS)
     found: dict[str, list[list[PersonDetection]]] = {}
     postures: dict[str, list[str]] = {}
-    runs: dict[str, tuple[Session, np.ndarray]] = {}
+    runs: dict[str, tuple[Session, Array]] = {}
     for key, (path, runtime) in models.items():
-        session = open_session(path, runtime, threads=1)  # type: ignore[arg-type]
+        session = open_session(path, runtime, threads=1)
         est = PoseEstimator(session, det_spec, lm_session, lm_spec)
         found[key] = [est.detector.detect(img) for _, img, _ in items]
         poses = [est.estimate(img) for _, img, _ in items]
@@ -647,11 +589,11 @@ def evaluate(models: dict[str, tuple[Path, str]], landmark: Path) -> dict[str, A
     return result
 
 
-def _open(path: Path, runtime: str) -> Session:
-    return open_session(path, runtime, threads=1)  # type: ignore[arg-type]
+def _open(path: Path, runtime: RuntimeName) -> Session:
+    return open_session(path, runtime, threads=1)
 
 
-def median_frame_ms(estimators: dict[str, PoseEstimator], image: np.ndarray) -> dict[str, float]:
+def median_frame_ms(estimators: dict[str, PoseEstimator], image: Array) -> dict[str, float]:
     """Median ms of a whole ``PoseEstimator.estimate`` (detector, ROI, landmarks, posture)."""
     times: dict[str, list[float]] = {k: [] for k in estimators}
     for r in range(TIMING_RUNS + 5):
@@ -664,7 +606,7 @@ def median_frame_ms(estimators: dict[str, PoseEstimator], image: np.ndarray) -> 
 
 
 def evaluate_landmarks(
-    det_float: Path, det_int8: Path, landmarks: dict[str, tuple[Path, str]]
+    det_float: Path, det_int8: Path, landmarks: dict[str, tuple[Path, RuntimeName]]
 ) -> dict[str, Any]:
     """Each landmark model vs the float tflite one (key ``float_tflite``) on the held-out
     images: same ROI (the float detector's) for all; then whole PoseEstimators."""
@@ -773,7 +715,7 @@ def evaluate_landmarks(
     return result
 
 
-def ref_key_of(models: dict[str, tuple[Path, str]]) -> str:
+def ref_key_of(models: dict[str, tuple[Path, RuntimeName]]) -> str:
     return next(k for k, (_, runtime) in models.items() if runtime == "tflite")
 
 
@@ -824,20 +766,20 @@ def build_landmark_int8(
 
     int8_path = out / "pose_landmark_int8.onnx"
     float_nodes = float_nodes_by_resolution(float_onnx, LM_FLOAT_BIG, LM_FLOAT_SMALL)
-    quantize(float_onnx, int8_path, tmp, float_nodes, tensors)
+    quantize(float_onnx, int8_path, float_nodes, tensors)
     variants = {
         "int8_all_layers_onnx": [],
         "int8_heads_float_onnx": head_nodes(float_onnx),
         "int8_tail_float_onnx": float_nodes_by_resolution(float_onnx, 10**6, LM_FLOAT_SMALL),
     }
-    models: dict[str, tuple[Path, str]] = {
+    models: dict[str, tuple[Path, RuntimeName]] = {
         "float_tflite": (lm_path, "tflite"),
         "float_onnx": (float_onnx, "onnx"),
         "int8_onnx": (int8_path, "onnx"),
     }
     for key, exclude in variants.items():
         path = tmp / f"pose_landmark_{key}.onnx"
-        quantize(float_onnx, path, tmp, exclude, tensors)
+        quantize(float_onnx, path, exclude, tensors)
         models[key] = (path, "onnx")
     acc = evaluate_landmarks(det_path, det_int8, models)
     acc["calibration"] = {
@@ -867,7 +809,7 @@ def build_landmark_int8(
         "int8_tail_float_onnx the <= 8 px stages"
     )
     acc["dropped_nodes"] = dropped
-    (out / "accuracy.json").write_text(json.dumps(acc, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "accuracy.json", acc)
     print_landmark_table(acc)
 
     m = acc["int8_onnx"]
@@ -938,169 +880,160 @@ def print_landmark_table(acc: dict[str, Any]) -> None:
     print("int8+int8 disagreements:", est["disagreements_int8_int8"] or "none")
 
 
-# ---------------------------------------------------------------- main
+# ---------------------------------------------------------------- builder
+# The manifests' notes and the licence headers name scripts/build_pose_models.py, the script
+# that first built these files: kept word for word so a rebuild stays byte-identical.
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--wheels", type=Path, help="directory holding the mediapipe wheel")
-    parser.add_argument("--out", type=Path, default=REPO / "models")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+def build(ctx: BuildContext) -> list[Path]:
+    """All four pose bundles into ``ctx.out``."""
+    tmp = ctx.tmp
+    wheel = fetch_wheel(MP_PKG, ctx.wheels)
+    d_det = ctx.out / "pose_detection"
+    d_lm = ctx.out / "pose_landmark"
+    d_int8 = ctx.out / "pose_detection_int8"
+    for d in (d_det, d_lm, d_int8):
+        d.mkdir(parents=True, exist_ok=True)
+    det_path = extract(wheel, DET_MEMBER, d_det / "pose_detection.tflite")
+    lm_path = extract(wheel, LM_MEMBER, d_lm / "pose_landmark_full.tflite")
 
-    with tempfile.TemporaryDirectory() as tmpdir:
-        tmp = Path(tmpdir)
-        wheel = fetch_wheel(args.wheels, tmp)
-        d_det = args.out / "pose_detection"
-        d_lm = args.out / "pose_landmark"
-        d_int8 = args.out / "pose_detection_int8"
-        for d in (d_det, d_lm, d_int8):
-            d.mkdir(parents=True, exist_ok=True)
-        det_path = extract(wheel, DET_MEMBER, d_det / "pose_detection.tflite")
-        lm_path = extract(wheel, LM_MEMBER, d_lm / "pose_landmark_full.tflite")
+    dense = tmp / "pose_detection_dense.tflite"
+    n_dense = densify(det_path, dense)
+    _LOGGER.info("densified %d sparse weight tensors", n_dense)
+    float_onnx = tmp / "pose_detection_fp32.onnx"
+    convert_to_onnx(dense, float_onnx)
+    diff = check_conversion(open_session(det_path, "tflite"), open_session(float_onnx, "onnx"))
+    _LOGGER.info("tflite vs float ONNX: max abs raw-output difference %.2e", diff)
+    if diff > 1e-2:
+        raise SystemExit(f"converted ONNX differs from the tflite by {diff}")
 
-        dense = tmp / "pose_detection_dense.tflite"
-        n_dense = densify(det_path, dense)
-        _LOGGER.info("densified %d sparse weight tensors", n_dense)
-        float_onnx = tmp / "pose_detection_fp32.onnx"
-        convert_to_onnx(dense, float_onnx)
-        diff = check_conversion(open_session(det_path, "tflite"), open_session(float_onnx, "onnx"))
-        _LOGGER.info("tflite vs float ONNX: max abs raw-output difference %.2e", diff)
-        if diff > 1e-2:
-            raise SystemExit(f"converted ONNX differs from the tflite by {diff}")
+    int8_path = d_int8 / "pose_detection_int8.onnx"
+    float_nodes = head_nodes(float_onnx) if FLOAT_HEADS else []
+    n_cal = quantize(float_onnx, int8_path, float_nodes)
+    all_int8 = tmp / "pose_detection_int8_all_layers.onnx"
+    quantize(float_onnx, all_int8, [])
+    acc = evaluate(
+        {
+            "float_tflite": (det_path, "tflite"),
+            "float_onnx": (float_onnx, "onnx"),
+            "int8_onnx": (int8_path, "onnx"),
+            "int8_all_layers_onnx": (all_int8, "onnx"),
+        },
+        lm_path,
+    )
+    acc["calibration"] = {
+        "images": n_cal,
+        "method": CALIBRATION,
+        "what": "scikit-image astronaut and camera: 24 random crops each (60-95% of each "
+        "side) rotated by 0/90/180/270 +- 20 degrees; chelsea, coffee, rocket: 12 random "
+        "crops each (40-90%) rotated by multiples of 90",
+    }
+    acc["evaluation"] = (
+        "held out: astronaut, camera (person) and chelsea, coffee, rocket (no person) whole, "
+        "flipped, zoomed out to 50% on grey and rotated by 45/90/135/180/270/315 degrees; "
+        f"{', '.join(EXTRA_EMPTY)} (never calibrated on) whole, flipped and zoomed out. "
+        "Detection = best weighted-NMS score >= 0.5; posture = PoseEstimator with the float "
+        "landmark model on top of each detector."
+    )
+    acc["tflite_vs_float_onnx_max_abs_diff"] = diff
+    acc["float_nodes"] = float_nodes
+    write_json(d_int8 / "accuracy.json", acc)
+    print_table(acc)
 
-        int8_path = d_int8 / "pose_detection_int8.onnx"
-        float_nodes = head_nodes(float_onnx) if FLOAT_HEADS else []
-        n_cal = quantize(float_onnx, int8_path, tmp, float_nodes)
-        all_int8 = tmp / "pose_detection_int8_all_layers.onnx"
-        quantize(float_onnx, all_int8, tmp, [])
-        acc = evaluate(
-            {
-                "float_tflite": (det_path, "tflite"),
-                "float_onnx": (float_onnx, "onnx"),
-                "int8_onnx": (int8_path, "onnx"),
-                "int8_all_layers_onnx": (all_int8, "onnx"),
-            },
-            lm_path,
-        )
-        acc["calibration"] = {
-            "images": n_cal,
-            "method": CALIBRATION,
-            "what": "scikit-image astronaut and camera: 24 random crops each (60-95% of each "
-            "side) rotated by 0/90/180/270 +- 20 degrees; chelsea, coffee, rocket: 12 random "
-            "crops each (40-90%) rotated by multiples of 90",
-        }
-        acc["evaluation"] = (
-            "held out: astronaut, camera (person) and chelsea, coffee, rocket (no person) whole, "
-            "flipped, zoomed out to 50% on grey and rotated by 45/90/135/180/270/315 degrees; "
-            f"{', '.join(EXTRA_EMPTY)} (never calibrated on) whole, flipped and zoomed out. "
-            "Detection = best weighted-NMS score >= 0.5; posture = PoseEstimator with the float "
-            "landmark model on top of each detector."
-        )
-        acc["tflite_vs_float_onnx_max_abs_diff"] = diff
-        acc["float_nodes"] = float_nodes
-        text = json.dumps(acc, indent=2) + "\n"
-        (d_int8 / "accuracy.json").write_text(text, encoding="utf-8")
-        print_table(acc)
-
-        apache = apache_text()
-        det_sess = open_session(det_path, "tflite")
-        lm_sess = open_session(lm_path, "tflite")
-        int8_sess = open_session(int8_path, "onnx")
-        src_det = f"{MP_PKG}: {DET_MEMBER}"
-        src_lm = f"{MP_PKG}: {LM_MEMBER}"
-        write_manifest(
-            d_det,
-            name="pose_detection",
-            file=det_path.name,
-            runtime="tflite",
-            task="pose_detection",
-            precision="fp16",
-            inputs=specs(det_sess.inputs),
-            outputs=specs(det_sess.outputs),
-            preprocess={**DET_PREPROCESS, "layout": "NHWC"},
-            postprocess=DET_POSTPROCESS,
-            licence="Apache-2.0",
-            source=src_det,
-            derived_from="Google MediaPipe BlazePose pose_detection.tflite, unmodified",
-            notes="BlazePose person detector (MediaPipe, Google, Apache-2.0): sparse fp16 "
-            "weights, fp32 input/output, 2254 SSD anchors at 224x224. Copied byte for byte.",
-        )
-        write_manifest(
-            d_lm,
-            name="pose_landmark",
-            file=lm_path.name,
-            runtime="tflite",
-            task="pose_landmarks",
-            precision="fp16",
-            inputs=specs(lm_sess.inputs),
-            outputs=specs(lm_sess.outputs),
-            preprocess=LM_PREPROCESS,
-            postprocess=LM_POSTPROCESS,
-            licence="Apache-2.0",
-            source=src_lm,
-            derived_from="Google MediaPipe BlazePose GHUM 3D pose_landmark_full.tflite, unmodified",
-            notes="BlazePose landmarks, full variant (the lite variant is not in the wheel): "
-            "39 points x (x, y, z, visibility, presence) in 256 px crop units; the first 33 are "
-            "the body points. Also outputs a pose-presence score, a segmentation mask, heatmaps "
-            "and world landmarks (unused). Copied byte for byte.",
-        )
-        m = acc["int8_onnx"]
-        ms = acc["timing_ms_median_1_thread"]
-        write_manifest(
-            d_int8,
-            name="pose_detection_int8",
-            file=int8_path.name,
-            runtime="onnx",
-            task="pose_detection",
-            precision="int8",
-            inputs=specs(int8_sess.inputs),
-            outputs=specs(int8_sess.outputs),
-            preprocess={**DET_PREPROCESS, "layout": "NCHW"},
-            postprocess=DET_POSTPROCESS,
-            licence="Apache-2.0",
-            source=src_det,
-            derived_from="models/pose_detection/pose_detection.tflite (Google MediaPipe, "
-            "Apache-2.0) -> densified -> tflite2onnx 0.4.1 -> onnxruntime quantize_static",
-            notes="Quantized by the edge-agent project (scripts/build_pose_models.py) from the "
-            "Apache-2.0 MediaPipe original; a modified derivative work. QDQ, uint8 activations / "
-            "int8 per-channel weights (U8S8), MinMax calibration on real photos; layers kept in "
-            f"float: the {len(float_nodes)} output-head nodes (6 Conv + reshapes). Held-out "
-            "person/no-person agreement with float "
-            f"{m['agreement_with_float_pct']}%, box IoU on person images "
-            f"{m['box_iou_with_float_person_images_mean']}, posture "
-            f"agreement {m['posture_agreement_with_float_pct']}%; {ms['int8_onnx']} ms vs "
-            f"{ms['float_tflite']} ms float tflite (1 thread, accuracy.json). Input is NCHW "
-            "float32 in [-1, 1].",
-        )
-        licence_file(
-            d_det,
-            "pose_detection.tflite is the BlazePose pose detector from MediaPipe by Google LLC,\n"
-            f"licensed under the Apache License 2.0, taken unmodified from {src_det}.",
-            apache,
-        )
-        licence_file(
-            d_lm,
-            "pose_landmark_full.tflite is the BlazePose GHUM 3D landmark model (full) from\n"
-            "MediaPipe by Google LLC, licensed under the Apache License 2.0, taken unmodified\n"
-            f"from {src_lm}.",
-            apache,
-        )
-        licence_file(
-            d_int8,
-            "pose_detection_int8.onnx was quantized by the edge-agent project from the BlazePose\n"
-            "pose detector (MediaPipe by Google LLC, Apache License 2.0; taken from\n"
-            f"{src_det}). Changes: sparse weights densified, converted to ONNX (tflite2onnx)\n"
-            "and quantized to int8 (onnxruntime quantize_static); see manifest.json and\n"
-            "scripts/build_pose_models.py.",
-            apache,
-        )
-        build_landmark_int8(args.out / "pose_landmark_int8", tmp, det_path, lm_path, int8_path)
-    for d in (d_det, d_lm, d_int8, args.out / "pose_landmark_int8"):
-        for f in sorted(d.iterdir()):
-            _LOGGER.info("%s  %d bytes", f.relative_to(args.out.parent), f.stat().st_size)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    apache = apache_text()
+    det_sess = open_session(det_path, "tflite")
+    lm_sess = open_session(lm_path, "tflite")
+    int8_sess = open_session(int8_path, "onnx")
+    src_det = f"{MP_PKG}: {DET_MEMBER}"
+    src_lm = f"{MP_PKG}: {LM_MEMBER}"
+    write_manifest(
+        d_det,
+        name="pose_detection",
+        file=det_path.name,
+        runtime="tflite",
+        task="pose_detection",
+        precision="fp16",
+        inputs=specs(det_sess.inputs),
+        outputs=specs(det_sess.outputs),
+        preprocess={**DET_PREPROCESS, "layout": "NHWC"},
+        postprocess=DET_POSTPROCESS,
+        licence="Apache-2.0",
+        source=src_det,
+        derived_from="Google MediaPipe BlazePose pose_detection.tflite, unmodified",
+        notes="BlazePose person detector (MediaPipe, Google, Apache-2.0): sparse fp16 "
+        "weights, fp32 input/output, 2254 SSD anchors at 224x224. Copied byte for byte.",
+    )
+    write_manifest(
+        d_lm,
+        name="pose_landmark",
+        file=lm_path.name,
+        runtime="tflite",
+        task="pose_landmarks",
+        precision="fp16",
+        inputs=specs(lm_sess.inputs),
+        outputs=specs(lm_sess.outputs),
+        preprocess=LM_PREPROCESS,
+        postprocess=LM_POSTPROCESS,
+        licence="Apache-2.0",
+        source=src_lm,
+        derived_from="Google MediaPipe BlazePose GHUM 3D pose_landmark_full.tflite, unmodified",
+        notes="BlazePose landmarks, full variant (the lite variant is not in the wheel): "
+        "39 points x (x, y, z, visibility, presence) in 256 px crop units; the first 33 are "
+        "the body points. Also outputs a pose-presence score, a segmentation mask, heatmaps "
+        "and world landmarks (unused). Copied byte for byte.",
+    )
+    m = acc["int8_onnx"]
+    ms = acc["timing_ms_median_1_thread"]
+    write_manifest(
+        d_int8,
+        name="pose_detection_int8",
+        file=int8_path.name,
+        runtime="onnx",
+        task="pose_detection",
+        precision="int8",
+        inputs=specs(int8_sess.inputs),
+        outputs=specs(int8_sess.outputs),
+        preprocess={**DET_PREPROCESS, "layout": "NCHW"},
+        postprocess=DET_POSTPROCESS,
+        licence="Apache-2.0",
+        source=src_det,
+        derived_from="models/pose_detection/pose_detection.tflite (Google MediaPipe, "
+        "Apache-2.0) -> densified -> tflite2onnx 0.4.1 -> onnxruntime quantize_static",
+        notes="Quantized by the edge-agent project (scripts/build_pose_models.py) from the "
+        "Apache-2.0 MediaPipe original; a modified derivative work. QDQ, uint8 activations / "
+        "int8 per-channel weights (U8S8), MinMax calibration on real photos; layers kept in "
+        f"float: the {len(float_nodes)} output-head nodes (6 Conv + reshapes). Held-out "
+        "person/no-person agreement with float "
+        f"{m['agreement_with_float_pct']}%, box IoU on person images "
+        f"{m['box_iou_with_float_person_images_mean']}, posture "
+        f"agreement {m['posture_agreement_with_float_pct']}%; {ms['int8_onnx']} ms vs "
+        f"{ms['float_tflite']} ms float tflite (1 thread, accuracy.json). Input is NCHW "
+        "float32 in [-1, 1].",
+    )
+    licence_file(
+        d_det,
+        "pose_detection.tflite is the BlazePose pose detector from MediaPipe by Google LLC,\n"
+        f"licensed under the Apache License 2.0, taken unmodified from {src_det}.",
+        apache,
+    )
+    licence_file(
+        d_lm,
+        "pose_landmark_full.tflite is the BlazePose GHUM 3D landmark model (full) from\n"
+        "MediaPipe by Google LLC, licensed under the Apache License 2.0, taken unmodified\n"
+        f"from {src_lm}.",
+        apache,
+    )
+    licence_file(
+        d_int8,
+        "pose_detection_int8.onnx was quantized by the edge-agent project from the BlazePose\n"
+        "pose detector (MediaPipe by Google LLC, Apache License 2.0; taken from\n"
+        f"{src_det}). Changes: sparse weights densified, converted to ONNX (tflite2onnx)\n"
+        "and quantized to int8 (onnxruntime quantize_static); see manifest.json and\n"
+        "scripts/build_pose_models.py.",
+        apache,
+    )
+    build_landmark_int8(ctx.out / "pose_landmark_int8", tmp, det_path, lm_path, int8_path)
+    folders = [d_det, d_lm, d_int8, ctx.out / "pose_landmark_int8"]
+    for d in folders:
+        list_folder(d)
+    return folders

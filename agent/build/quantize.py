@@ -1,23 +1,28 @@
-#!/usr/bin/env python3
-"""Turn a float model plus calibration data into an int8 model, reproducibly.
+"""The int8 recipe every model builder uses, and ``edge-agent models quantize``.
 
-    python scripts/quantize.py --model FLOAT.onnx|FLOAT.tflite --calibration CALIB.npz \
+    edge-agent models quantize --model FLOAT.onnx|FLOAT.tflite --calibration CALIB.npz \
         --out OUT.onnx|OUT.tflite [--exclude NODE ...] [--eval HELDOUT.npz]
 
 ``CALIB.npz`` / ``HELDOUT.npz`` hold one array per model input, keyed by input name, samples
 along the first axis: ``(N, *input_shape)`` or, when the model's batch is 1, ``(N, *shape[1:])``.
 
-* ``.onnx``: onnxruntime ``quantize_static``, QDQ, uint8 activations / int8 per-channel weights
-  (U8S8), MinMax, initializers sorted so reruns are byte-identical. ``--exclude`` names nodes
-  kept in float.
-* ``.tflite``: two flatbuffer edits first (fp16 weights folded to fp32 constants, i.e. every
-  DEQUANTIZE of an fp16 constant dropped; standalone RELU/RELU6 fused into the CONV_2D /
-  DEPTHWISE_CONV_2D / ADD that feeds it), then LiteRT's own calibrator shipped inside
-  ai-edge-litert (``_pywrap_tensorflow_lite_calibration_wrapper``, a private module: pinned to
-  ai-edge-litert 2.3.0): feed the samples, ``QuantizeModel`` to int8 with per-channel weights,
-  int32 biases and **float32 input/output** (QUANTIZE/DEQUANTIZE inside the model), so callers
-  keep feeding float (int8 I/O was measured no faster on BlazeFace: 2.32 vs 2.32 ms).
-  ``--exclude`` is not supported there.
+* ONNX (:func:`quantize_onnx`): onnxruntime ``quantize_static``, QDQ, uint8 activations / int8
+  per-channel weights (U8S8), MinMax unless told otherwise; ``exclude`` names nodes kept in
+  float, ``op_types`` limits the quantized op types. Two switches keep every shipped model
+  byte-identical to the way it was first built: ``prepare`` (run onnxruntime's
+  ``quant_pre_process`` first, without optimisation or symbolic shapes) and ``canonical``
+  (sort initializers / value_info afterwards: ``quantize_static`` emits them in set order, so
+  without it the bytes depend on the hash seed). The BlazeFace and pose models use both; the
+  VAD, the speech embedding and the trained heads were built without either (their graphs
+  came out in a stable order) and keep that.
+* TFLite (:func:`quantize_tflite`): two flatbuffer edits first (fp16 weights folded to fp32
+  constants, i.e. every DEQUANTIZE of an fp16 constant dropped; standalone RELU/RELU6 fused
+  into the CONV_2D / DEPTHWISE_CONV_2D / ADD that feeds it), then LiteRT's own calibrator
+  shipped inside ai-edge-litert (``_pywrap_tensorflow_lite_calibration_wrapper``, a private
+  module: pinned to ai-edge-litert 2.3.0): feed the samples, ``QuantizeModel`` to int8 with
+  per-channel weights, int32 biases and **float32 input/output** (QUANTIZE/DEQUANTIZE inside
+  the model), so callers keep feeding float (int8 I/O was measured no faster on BlazeFace:
+  2.32 vs 2.32 ms). ``exclude`` is not supported there.
 
 ``--eval`` prints the max / mean absolute deviation of each output from the float model.
 """
@@ -26,35 +31,36 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from agent.build.common import Array
+from agent.runtimes.base import RuntimeName, Session, open_session
 
-from agent.runtimes.base import Session, open_session  # noqa: E402
-
-_LOGGER = logging.getLogger("quantize")
+_LOGGER = logging.getLogger(__name__)
 
 LITERT_PIN = "2.3.0"
 MAX_SAMPLES = 100_000  # bound on calibration / evaluation loops
+METHODS = ("MinMax", "Percentile", "Entropy")
+
+Feed = Mapping[str, Array]
 
 
 # ---------------------------------------------------------------- data
 
 
-def load_samples(path: Path) -> dict[str, np.ndarray]:
+def load_samples(path: Path) -> dict[str, Array]:
     with np.load(path, allow_pickle=False) as data:
         return {k: np.asarray(data[k]) for k in data.files}
 
 
 def iter_feeds(
-    samples: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]
-) -> Iterator[dict[str, np.ndarray]]:
+    samples: Mapping[str, Array], shapes: Mapping[str, tuple[int, ...]]
+) -> Iterator[dict[str, Array]]:
     """One feed dict per sample, each array shaped like the model input."""
     missing = set(shapes) - set(samples)
     if missing:
@@ -91,13 +97,36 @@ def canonicalize_onnx(path: Path) -> None:
     path.write_bytes(model.SerializeToString(deterministic=True))
 
 
-def quantize_onnx(
-    model: Path, samples: dict[str, np.ndarray], out: Path, exclude: list[str] | None = None
-) -> None:
-    import tempfile
+class _Reader:
+    """onnxruntime CalibrationDataReader over a fixed list of feeds (duck-typed: the
+    calibrators only call ``get_next``, some versions ``rewind`` too)."""
 
+    def __init__(self, feeds: Sequence[Feed]) -> None:
+        self._feeds = feeds
+        self._it: Iterator[Feed] = iter(feeds)
+
+    def get_next(self) -> dict[str, Array] | None:
+        feed = next(self._it, None)
+        return None if feed is None else dict(feed)
+
+    def rewind(self) -> None:
+        self._it = iter(self._feeds)
+
+
+def quantize_onnx(
+    model: Path,
+    out: Path,
+    feeds: Sequence[Feed],
+    *,
+    exclude: Sequence[str] = (),
+    op_types: Sequence[str] | None = None,
+    method: str = "MinMax",
+    prepare: bool = True,
+    canonical: bool = True,
+) -> int:
+    """Static QDQ U8S8 per-channel int8 of ``model`` calibrated on ``feeds`` (one input dict
+    per calibration batch) -> ``out``; returns how many feeds were used."""
     from onnxruntime.quantization import (
-        CalibrationDataReader,
         CalibrationMethod,
         QuantFormat,
         QuantType,
@@ -105,34 +134,39 @@ def quantize_onnx(
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    shapes = input_shapes(open_session(model, "onnx"))
-    feeds = list(iter_feeds(samples, shapes))
-
-    class Reader(CalibrationDataReader):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self._it: Iterator[dict[str, np.ndarray]] = iter(feeds)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self._it, None)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "pre.onnx"
-        quant_pre_process(
-            str(model), str(prepared), skip_optimization=True, skip_symbolic_shape=True
-        )
-        _LOGGER.info("onnx: calibrating on %d samples", len(feeds))
+    if method not in METHODS:
+        raise SystemExit(f"calibration method {method!r}: one of {', '.join(METHODS)}")
+    _LOGGER.info("onnx: calibrating %s on %d samples", model.name, len(feeds))
+    with tempfile.TemporaryDirectory(prefix="edge-agent-quantize-") as tmp:
+        source = model
+        if prepare:
+            source = Path(tmp) / "pre.onnx"
+            quant_pre_process(
+                str(model), str(source), skip_optimization=True, skip_symbolic_shape=True
+            )
         quantize_static(
-            str(prepared),
+            str(source),
             str(out),
-            Reader(),
+            _Reader(feeds),
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=True,
-            calibrate_method=CalibrationMethod.MinMax,
-            nodes_to_exclude=list(exclude or []),
+            calibrate_method=getattr(CalibrationMethod, method),
+            op_types_to_quantize=list(op_types) if op_types else None,
+            nodes_to_exclude=list(exclude),
         )
-    canonicalize_onnx(out)
+    if canonical:
+        canonicalize_onnx(out)
+    return len(feeds)
+
+
+def quantize_onnx_samples(
+    model: Path, samples: Mapping[str, Array], out: Path, exclude: Sequence[str] = ()
+) -> int:
+    """:func:`quantize_onnx` on samples keyed by input name (samples on the first axis)."""
+    shapes = input_shapes(open_session(model, "onnx"))
+    return quantize_onnx(model, out, list(iter_feeds(samples, shapes)), exclude=exclude)
 
 
 # ---------------------------------------------------------------- TFLite
@@ -271,7 +305,7 @@ def _check_litert_version() -> None:
         )
 
 
-def calibrate_tflite(data: bytes, samples: dict[str, np.ndarray]) -> bytes:
+def calibrate_tflite(data: bytes, samples: Mapping[str, Array]) -> bytes:
     """Calibrate with LiteRT's calibrator and quantize: int8 inside, float32 I/O."""
     from ai_edge_litert import _pywrap_tensorflow_lite_calibration_wrapper as wrapper
     from ai_edge_litert import interpreter
@@ -295,7 +329,7 @@ def calibrate_tflite(data: bytes, samples: dict[str, np.ndarray]) -> bytes:
     return bytes(quantized)
 
 
-def quantize_tflite(model: Path, samples: dict[str, np.ndarray], out: Path) -> dict[str, int]:
+def quantize_tflite(model: Path, samples: Mapping[str, Array], out: Path) -> dict[str, int]:
     prepared, counts = prepare_tflite(model.read_bytes())
     _LOGGER.info(
         "tflite: folded %d fp16 constants, fused %d RELU ops",
@@ -321,19 +355,21 @@ def op_counts(path: Path) -> dict[str, int]:
 # ---------------------------------------------------------------- evaluation / CLI
 
 
-def runtime_of(path: Path) -> str:
+def runtime_of(path: Path) -> RuntimeName:
     suffix = path.suffix.lower()
-    if suffix not in {".onnx", ".tflite"}:
-        raise SystemExit(f"{path}: expected .onnx or .tflite")
-    return suffix[1:]
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix == ".tflite":
+        return "tflite"
+    raise SystemExit(f"{path}: expected .onnx or .tflite")
 
 
 def deviation(
-    float_model: Path, int8_model: Path, samples: dict[str, np.ndarray]
+    float_model: Path, int8_model: Path, samples: Mapping[str, Array]
 ) -> dict[str, dict[str, float]]:
     """Per output: max and mean absolute difference int8 vs float, and the float range."""
-    a = open_session(float_model, runtime_of(float_model), threads=1)  # type: ignore[arg-type]
-    b = open_session(int8_model, runtime_of(int8_model), threads=1)  # type: ignore[arg-type]
+    a = open_session(float_model, runtime_of(float_model), threads=1)
+    b = open_session(int8_model, runtime_of(int8_model), threads=1)
     stats: dict[str, dict[str, float]] = {}
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -359,22 +395,15 @@ def quantize(
         raise SystemExit("--model and --out must have the same suffix")
     samples = load_samples(calibration)
     if kind == "onnx":
-        quantize_onnx(model, samples, out, exclude)
+        quantize_onnx_samples(model, samples, out, exclude or [])
         return {}
     if exclude:
         raise SystemExit("--exclude is only supported for ONNX models")
     return quantize_tflite(model, samples, out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True, help="float .onnx or .tflite")
-    parser.add_argument("--calibration", type=Path, required=True, help=".npz keyed by input")
-    parser.add_argument("--out", type=Path, required=True, help="int8 .onnx or .tflite")
-    parser.add_argument("--exclude", nargs="*", default=[], help="ONNX nodes kept in float")
-    parser.add_argument("--eval", type=Path, help="held-out .npz: print deviation from float")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+def main(args: argparse.Namespace) -> int:
+    """``edge-agent models quantize`` (arguments from :func:`add_parser`)."""
     quantize(args.model, args.calibration, args.out, args.exclude)
     _LOGGER.info("wrote %s (%d bytes)", args.out, args.out.stat().st_size)
     if args.eval:
@@ -386,5 +415,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    q = sub.add_parser(
+        "quantize", help="int8 of any float .onnx / .tflite with the models' own recipe"
+    )
+    q.add_argument("--model", type=Path, required=True, help="float .onnx or .tflite")
+    q.add_argument("--calibration", type=Path, required=True, help=".npz keyed by input")
+    q.add_argument("--out", type=Path, required=True, help="int8 .onnx or .tflite")
+    q.add_argument("--exclude", nargs="*", default=[], help="ONNX nodes kept in float")
+    q.add_argument("--eval", type=Path, help="held-out .npz: print deviation from float")
