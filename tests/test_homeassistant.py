@@ -349,6 +349,7 @@ def test_home_assistant_shows_the_update_and_installs_it_from_its_button(
             offered = _wait_entity(hass, sub, sender, lambda e: e["state"] == "on", 60, "the offer")
             print("Home Assistant, announced:", offered)
             assert _versions(offered) == ("on", "1.0.0", "1.0.1"), offered
+            assert offered["attributes"]["release_summary"] == "command model 1.0.1", offered
             # 3. The install button: Home Assistant publishes "install"; the agent downloads,
             # verifies, installs and exits 75 to be restarted on the new model.
             sender.publish_raw(f"{TEST}/install", ENTITY)
@@ -397,7 +398,9 @@ def test_home_assistant_shows_the_update_and_installs_it_from_its_button(
         line
         for line in hass.log().splitlines()
         if (" WARNING " in line or " ERROR " in line)
-        and any(word in line.lower() for word in ("mqtt", "edge_agent", "box1", "update."))
+        and any(
+            word in line.lower() for word in ("mqtt", "edge_agent", "box1", "update.", "template")
+        )
     ]
     assert complaints == [], "\n".join(complaints)
 
