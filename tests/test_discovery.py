@@ -250,8 +250,27 @@ def test_update_entity_matches_home_assistant_schema_and_reads_the_state() -> No
     state = json.dumps(
         {"state": "available", "installed_version": "1.0.0", "latest_version": "1.1"}
     )
-    assert render(cfg["value_template"], state) == "1.0.0"
+    # HA reads a JSON object from the state template (homeassistant/components/mqtt/update.py).
+    assert json.loads(render(cfg["value_template"], state)) == {
+        "installed_version": "1.0.0",
+        "release_summary": None,
+    }
     assert render(cfg["latest_version_template"], state) == "1.1"
+    announced = json.dumps(
+        {
+            "state": "available",
+            "installed_version": "1.0.0",
+            "latest_version": "1.1",
+            "summary": "Fewer false 'lights on' <b>",
+        }
+    )
+    assert json.loads(render(cfg["value_template"], announced)) == {
+        "installed_version": "1.0.0",
+        "release_summary": "Fewer false 'lights on' <b>",
+    }
+    # No installed version (or no JSON at all): nothing, which HA ignores.
+    assert render(cfg["value_template"], '{"state": "idle"}') == ""
+    assert render(cfg["value_template"], "garbage") == ""
     assert "homeassistant/update/box-1/model_update/config" not in dict(make_discovery().configs())
 
 

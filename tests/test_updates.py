@@ -5,15 +5,9 @@ server on 127.0.0.1, real Mosquitto and the real daemon for the end-to-end run."
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import subprocess
-import tarfile
-import threading
 import time
-import wave
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,58 +20,40 @@ from agent.models.updates import BadRequest, ModelUpdater, parse_request
 from agent.publish.broker import LocalBroker
 from agent.publish.mqtt import MqttPublisher
 from agent.publish.subscriber import Collector
-from tests.conftest import SAMPLES, agent_cmd
+from tests.conftest import SAMPLES
+from tests.daemon import (
+    FileServer,
+    long_audio,
+    serve_files,
+    start_agent,
+    stop_agent,
+    store_and_update,
+    tar_folder,
+)
 from tests.tiny_models import B, model_folder
 
 
-class _Files(BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}  # noqa: RUF012 - one server per test
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        body = type(self).files.get(self.path)
-        if body is None:
-            self.send_response(404)
-            self.end_headers()
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @pytest.fixture
-def http() -> Iterator[str]:
-    _Files.files = {}
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-def _tar(folder: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(folder, arcname=folder.name)
-    return buf.getvalue()
+def http() -> Iterator[FileServer]:
+    with serve_files() as server:
+        yield server
 
 
 def _serve_bundle(
-    tmp_path: Path, key: Path | None, path: str, name: str = "tiny", release: int = 2
+    files: dict[str, bytes],
+    tmp_path: Path,
+    key: Path | None,
+    path: str,
+    name: str = "tiny",
+    release: int = 2,
 ) -> tuple[str, str]:
     folder = model_folder(
         tmp_path / f"b{release}{path.strip('/')}", name, version=f"{release}.0", bias=B + 1.0
     )
     if key is not None:
         sign_bundle(folder, key, release=release)
-    body = _tar(folder)
-    _Files.files[path] = body
+    body = tar_folder(folder)
+    files[path] = body
     return path, hashlib.sha256(body).hexdigest()
 
 
@@ -120,14 +96,18 @@ def _updater(tmp_path: Path, trusted: list[bytes]) -> tuple[ModelUpdater, _Sent,
     return up, sent, restarted
 
 
-def test_update_installs_marks_pending_and_asks_for_a_restart(tmp_path: Path, http: str) -> None:
+def test_update_installs_marks_pending_and_asks_for_a_restart(
+    tmp_path: Path, http: FileServer
+) -> None:
     pair = generate_key()
     write_key(pair, tmp_path / "k")
     up, sent, restarted = _updater(tmp_path, [pair.public])
-    path, sha = _serve_bundle(tmp_path, tmp_path / "k", "/tiny.tar")
+    path, sha = _serve_bundle(http.files, tmp_path, tmp_path / "k", "/tiny.tar")
     up.on_request(
         "edge-agent/box/set/model_update",
-        json.dumps({"url": http + path, "sha256": sha, "name": "tiny", "version": "2.0"}).encode(),
+        json.dumps(
+            {"url": http.url + path, "sha256": sha, "name": "tiny", "version": "2.0"}
+        ).encode(),
     )
     up.join(60)
     assert restarted == ["tiny"]
@@ -140,16 +120,22 @@ def test_update_installs_marks_pending_and_asks_for_a_restart(tmp_path: Path, ht
 
 
 @pytest.mark.parametrize("case", ["unsigned", "wrong_hash", "missing"])
-def test_bad_updates_are_refused_and_change_nothing(tmp_path: Path, http: str, case: str) -> None:
+def test_bad_updates_are_refused_and_change_nothing(
+    tmp_path: Path, http: FileServer, case: str
+) -> None:
     pair = generate_key()
     write_key(pair, tmp_path / "k")
     up, sent, restarted = _updater(tmp_path, [pair.public])
-    path, sha = _serve_bundle(tmp_path, None if case == "unsigned" else tmp_path / "k", "/t.tar")
+    path, sha = _serve_bundle(
+        http.files, tmp_path, None if case == "unsigned" else tmp_path / "k", "/t.tar"
+    )
     if case == "wrong_hash":
         sha = "0" * 64
     if case == "missing":
         path = "/nothing.tar"
-    up.on_request("x/set/model_update", json.dumps({"url": http + path, "sha256": sha}).encode())
+    up.on_request(
+        "x/set/model_update", json.dumps({"url": http.url + path, "sha256": sha}).encode()
+    )
     up.join(60)
     assert restarted == [] and sent.states()[-1] == "failed"
     want = {"unsigned": "unsigned", "wrong_hash": "hash_mismatch", "missing": "download_failed"}
@@ -159,13 +145,19 @@ def test_bad_updates_are_refused_and_change_nothing(tmp_path: Path, http: str, c
 
 
 def test_announce_then_install_from_home_assistant_and_one_at_a_time(
-    tmp_path: Path, http: str
+    tmp_path: Path, http: FileServer
 ) -> None:
     pair = generate_key()
     write_key(pair, tmp_path / "k")
     up, sent, restarted = _updater(tmp_path, [pair.public])
-    path, sha = _serve_bundle(tmp_path, tmp_path / "k", "/a.tar")
-    req = {"url": http + path, "sha256": sha, "name": "tiny", "version": "2.0", "install": False}
+    path, sha = _serve_bundle(http.files, tmp_path, tmp_path / "k", "/a.tar")
+    req = {
+        "url": http.url + path,
+        "sha256": sha,
+        "name": "tiny",
+        "version": "2.0",
+        "install": False,
+    }
     up.on_request("x/set/model_update", json.dumps(req).encode())
     assert sent.messages[-1][1]["state"] == "available"
     assert sent.messages[-1][1]["installed_version"] == "1.0.0"
@@ -196,79 +188,34 @@ def test_pending_update_commits_or_rolls_back_after_failed_starts(tmp_path: Path
 # ----------------------------------------------------------------- the real daemon
 
 
-def _long_audio(seconds: int, out: Path) -> Path:
-    scene = SAMPLES / "person_command" / "audio.wav"
-    with wave.open(str(scene)) as src:
-        params, frames = src.getparams(), src.readframes(src.getnframes())
-    with wave.open(str(out), "wb") as dst:
-        dst.setparams(params)
-        dst.writeframes(frames * (seconds // 8 + 1))
-    return out
-
-
-def _store_and_update(tmp_path: Path) -> tuple[Path, Path]:
-    """A copy of the shipped store, and the command model again as version 1.0.1 (unsigned)."""
-    import shutil
-
-    store = tmp_path / "store"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "models", store)
-    bundle = tmp_path / "upd" / "speech_command_int8"
-    shutil.copytree(store / "speech_command_int8", bundle)
-    data = json.loads((bundle / "manifest.json").read_text())
-    data["version"] = "1.0.1"
-    (bundle / "manifest.json").write_text(json.dumps(data, indent=2))
-    return store, bundle
-
-
-def _start(cfg: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        agent_cmd("run", "--config", str(cfg)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-
-
-def _stop(proc: subprocess.Popen[str]) -> str:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        _, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate(timeout=10)
-    return err
-
-
 def test_daemon_updates_over_mqtt_restarts_and_commits(
-    broker: LocalBroker, tmp_path: Path, http: str
+    broker: LocalBroker, tmp_path: Path, http: FileServer
 ) -> None:
     """The command model of a running agent, updated from MQTT: the agent installs it, exits
     75 to be restarted, runs healthy through the window and commits; Home Assistant's update
     entity is announced in discovery."""
     pair = generate_key()
     write_key(pair, tmp_path / "k")
-    store, bundle = _store_and_update(tmp_path)
+    store, bundle = store_and_update(tmp_path)
     sign_bundle(bundle, tmp_path / "k", release=1)
-    _Files.files["/cmd.tar"] = _tar(bundle)
-    sha = hashlib.sha256(_Files.files["/cmd.tar"]).hexdigest()
+    http.files["/cmd.tar"] = tar_folder(bundle)
+    sha = hashlib.sha256(http.files["/cmd.tar"]).hexdigest()
     cfg = tmp_path / "agent.yaml"
     cfg.write_text(
         f"device_id: box1\ncamera:\n  source: {SAMPLES / 'person_command' / 'video.avi'}\n"
-        f"microphone:\n  source: {_long_audio(120, tmp_path / 'long.wav')}\n"
+        f"microphone:\n  source: {long_audio(120, tmp_path / 'long.wav')}\n"
         f"mqtt:\n  host: {broker.host}\n  port: {broker.port}\n"
         f"models:\n  dir: {store}\n  health_window_s: 2\n"
         f"  trusted_keys:\n    - {pair.public_b64}\n"
     )
     sub = Collector(broker.host, broker.port, "#").start()
-    proc = _start(cfg)
+    proc = start_agent(cfg)
     try:
         sub.wait_for("edge-agent/box1/status", timeout=60)
         configs = sub.wait_for("homeassistant/update/box1/model_update/config", timeout=30)
         assert configs[0].json()["command_topic"] == "edge-agent/box1/set/model_update_install"
         req = {
-            "url": f"{http}/cmd.tar",
+            "url": f"{http.url}/cmd.tar",
             "sha256": sha,
             "name": "speech_command_int8",
             "version": "1.0.1",
@@ -284,7 +231,7 @@ def test_daemon_updates_over_mqtt_restarts_and_commits(
         # Retained states are coalesced per topic in the outbox: the last one always arrives.
         assert states[-1] == "restarting", states
         assert ModelStore(store).pending() is not None
-        proc = _start(cfg)  # systemd's Restart=on-failure
+        proc = start_agent(cfg)  # systemd's Restart=on-failure
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and ModelStore(store).pending() is not None:
             time.sleep(0.5)
@@ -298,7 +245,7 @@ def test_daemon_updates_over_mqtt_restarts_and_commits(
             time.sleep(0.2)
         assert last["state"] == "committed" and last["installed_version"] == "1.0.1", last
     finally:
-        _stop(proc)
+        stop_agent(proc)
         sub.stop()
 
 
@@ -309,20 +256,20 @@ def test_daemon_rolls_back_an_update_that_never_runs_healthy(
     after max_failed_starts such starts, the next start rolls it back before loading it."""
     import signal
 
-    store, bundle = _store_and_update(tmp_path)
+    store, bundle = store_and_update(tmp_path)
     ModelStore(store).install(bundle)
     ModelStore(store).mark_pending("speech_command_int8")
     cfg = tmp_path / "agent.yaml"
     cfg.write_text(
         f"device_id: box2\ncamera:\n  source: {SAMPLES / 'person_command' / 'video.avi'}\n"
-        f"microphone:\n  source: {_long_audio(120, tmp_path / 'long.wav')}\n"
+        f"microphone:\n  source: {long_audio(120, tmp_path / 'long.wav')}\n"
         f"mqtt:\n  host: {broker.host}\n  port: {broker.port}\n"
         f"models:\n  dir: {store}\n  health_window_s: 600\n  max_failed_starts: 2\n"
     )
     sub = Collector(broker.host, broker.port, "edge-agent/box2/#").start()
     try:
         for start in (1, 2):
-            proc = _start(cfg)
+            proc = start_agent(cfg)
             try:
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
@@ -337,7 +284,7 @@ def test_daemon_rolls_back_an_update_that_never_runs_healthy(
             finally:
                 proc.send_signal(signal.SIGKILL)
                 proc.communicate(timeout=30)
-        proc = _start(cfg)
+        proc = start_agent(cfg)
         try:
             deadline = time.monotonic() + 60
             last: dict[str, Any] = {}
@@ -348,7 +295,7 @@ def test_daemon_rolls_back_an_update_that_never_runs_healthy(
             assert last.get("state") == "rolled_back", last
             assert last["installed_version"] == "1.0.0"
         finally:
-            err = _stop(proc)
+            err = stop_agent(proc)
         assert "rolling back" in err
         assert ModelStore(store).manifest("speech_command_int8").version == "1.0.0"
         assert ModelStore(store).pending() is None
@@ -384,7 +331,7 @@ def test_an_update_that_breaks_the_start_is_rolled_back_at_once(
     """A signed command model whose labels no longer match the config: the start fails with a
     config error (which systemd would never restart); with the update pending, the agent
     rolls it back and exits 1 instead, and the next start runs on the old model."""
-    store, bundle = _store_and_update(tmp_path)
+    store, bundle = store_and_update(tmp_path)
     data = json.loads((bundle / "manifest.json").read_text())
     data["postprocess"]["labels"][1] = "open the pod bay doors"
     (bundle / "manifest.json").write_text(json.dumps(data, indent=2))
@@ -396,7 +343,7 @@ def test_an_update_that_breaks_the_start_is_rolled_back_at_once(
         f"microphone:\n  source: {SAMPLES / 'person_command' / 'audio.wav'}\n"
         f"mqtt:\n  enabled: false\nmodels:\n  dir: {store}\n"
     )
-    proc = _start(cfg)
+    proc = start_agent(cfg)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err[-2000:]
     assert "rolled back" in err

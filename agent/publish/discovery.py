@@ -36,6 +36,13 @@ PublishFn = Callable[[str, str | bytes, int, bool], None]
 SubscribeFn = Callable[[str, Callable[[str, bytes], None]], None]
 
 AVAILABILITY_TEMPLATE = "{{ 'online' if value == 'online' else 'offline' }}"
+# installed_version and release_summary for HA's update entity; nothing ("" is ignored by HA)
+# when the state carries no installed version.
+UPDATE_STATE_TEMPLATE = (
+    "{% if value_json is defined and value_json.installed_version is defined %}"
+    "{{ {'installed_version': value_json.installed_version,"
+    " 'release_summary': value_json.get('summary') or none} | tojson }}{% endif %}"
+)
 _SAFE = re.compile(r"[^a-zA-Z0-9_-]")
 
 
@@ -169,7 +176,9 @@ class Discovery:
             out.append((self.topic("sensor", oid), cfg))
         if self._updates:
             # Home Assistant's update entity: versions from the updater's retained state, its
-            # install button publishes "install" (agent.models.updates).
+            # install button publishes "install" (agent.models.updates). The state template
+            # gives HA a JSON object, which also carries the announced summary as the
+            # release notes HA shows next to the install button.
             state = f"{self._command_base}/state/model_update"
             out.append(
                 (
@@ -177,7 +186,7 @@ class Discovery:
                     {
                         **self._common("model_update", "Model update"),
                         "state_topic": state,
-                        "value_template": "{{ value_json.installed_version }}",
+                        "value_template": UPDATE_STATE_TEMPLATE,
                         "latest_version_topic": state,
                         "latest_version_template": "{{ value_json.latest_version }}",
                         "command_topic": f"{self._command_base}/set/model_update_install",
