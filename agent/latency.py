@@ -101,6 +101,14 @@ def run_latency(cfg: AgentConfig, scenes: list[Path], runs: int = 3) -> dict[str
             publisher.close()
             collector.stop()
     lat = [r["latency_ms"] for r in rows]
+    by_type: dict[str, dict[str, float]] = {}
+    for kind in sorted({r["type"] for r in rows}):
+        xs = [r["latency_ms"] for r in rows if r["type"] == kind]
+        by_type[kind] = {
+            "n": len(xs),
+            "p50": round(_percentile(xs, 0.5), 1),
+            "p95": round(_percentile(xs, 0.95), 1),
+        }
     return {
         "scenes": [f.name for f in scenes],
         "runs": runs,
@@ -111,6 +119,7 @@ def run_latency(cfg: AgentConfig, scenes: list[Path], runs: int = 3) -> dict[str
             "p95": round(_percentile(lat, 0.95), 1),
             "max": round(max(lat), 1) if lat else float("nan"),
         },
+        "by_type": by_type,
         "stage_median_ms": {k: round(statistics.median(v), 3) for k, v in stage_ms.items()},
         "rows": rows,
     }
@@ -123,6 +132,8 @@ def print_latency(result: dict[str, Any]) -> None:
         f"{', '.join(result['scenes'])}): p50 {lat['p50']} ms, p95 {lat['p95']} ms, "
         f"max {lat['max']} ms over {result['events']} events ({result['missed']} missed)"
     )
+    for kind, t in result["by_type"].items():
+        print(f"  {kind:14} n={t['n']:<3} p50 {t['p50']} ms, p95 {t['p95']} ms")
     for r in result["rows"]:
         print(
             f"  {r['scene']:24} run {r['run']} {r['type']}:{r['intent']:10} "

@@ -63,3 +63,26 @@ def test_cli_bench_json() -> None:
     assert result["pipeline"]["cpu_s_per_media_s"] > 0
     bad = run_agent("bench", "--threads", "0", timeout=60)
     assert bad.returncode == 78 and "--threads" in bad.stderr
+
+
+def test_cli_bench_latency_through_a_real_broker() -> None:
+    """One real-time pass over the scenes with events, through the bench's own Mosquitto: each
+    expected event arrives and gets a latency from the spoken end of its phrase (the figure
+    itself is machine-dependent and only reported)."""
+    res = run_agent("bench", "--latency", "1", "--json", timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    result = json.loads(res.stdout)
+    assert result["missed"] == 0
+    assert {r["scene"] for r in result["rows"]} == {
+        "lying_help",
+        "person_arrives",
+        "person_command",
+        "person_command_female",
+    }
+    for row in result["rows"]:
+        # The event's own end (the VAD's) lies near the phrase's spoken end it is matched to.
+        assert abs(row["vad_end_s"] - row["speech_end_s"]) < 0.3
+        assert row["latency_ms"] > 0  # it cannot arrive before the phrase ended
+    assert set(result["by_type"]) == {"voice_command", "help_call"}
+    bad = run_agent("bench", "--latency", "0", timeout=60)
+    assert bad.returncode == 78 and "--latency" in bad.stderr
