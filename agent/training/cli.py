@@ -139,6 +139,7 @@ def _train_fusion(cfg: AgentConfig, args: argparse.Namespace) -> int:
         args.out,
         examples=2000 if args.quick else 20000,
         seed=args.seed,
+        version=args.version,
         progress=lambda msg: print(msg, file=sys.stderr),
     )
     print(

@@ -444,6 +444,7 @@ def run_fusion_train(
     examples: int = 20000,
     seed: int = 0,
     held_out: bool = True,
+    version: str = "1.0.0",
     progress: Callable[[str], None] = lambda _: None,
 ) -> FusionResult:
     """Hear the tune split, look at the training photos, fit, quantize, write the bundle."""
@@ -514,6 +515,7 @@ def run_fusion_train(
         recognizer=recognizer.model,
         detector=detector_ref,
         accuracy=accuracy,
+        version=version,
     )
     if held_out:
         from agent.evaluation.fusion import evaluate_fusion
@@ -547,11 +549,12 @@ def write_fusion_bundle(
     recognizer: str,
     detector: str,
     accuracy: dict[str, Any],
+    version: str = "1.0.0",
 ) -> None:
     sha = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
     manifest = {
         "name": FUSION_NAME,
-        "version": "1.0.0",
+        "version": version,
         "file": onnx_path.name,
         "sha256": sha,
         "runtime": "onnx",
