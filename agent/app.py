@@ -185,15 +185,15 @@ class LiveAgent:
             self.beats.add_check("mqtt", self.publisher.network_alive)
         self.control = None
         self.updater = None
-        if self.publisher is not None:
-            from agent.control import MqttControl
+        self.drop = None
+        if self.publisher is not None or cfg.models.drop_dir is not None:
             from agent.models.updates import ModelUpdater
 
             self.updater = ModelUpdater(
                 self.store,
                 cfg.models.public_keys(),
-                self.publisher.topics.base,
-                self.publisher.publish_raw,
+                self.publisher.topics.base if self.publisher else cfg.device_id,
+                self.publisher.publish_raw if self.publisher else _no_publish,
                 self._restart_for_update,
                 max_bytes=int(cfg.models.update_max_mb * 1e6),
                 stall_s=cfg.models.update_stall_s,
@@ -202,6 +202,13 @@ class LiveAgent:
             )
             if self.rolled_back:
                 self.updater.rolled_back(self.rolled_back)
+            if cfg.models.drop_dir is not None:
+                from agent.models.drop import DropFolder
+
+                self.drop = DropFolder(cfg.models.drop_dir, self.updater, cfg.models.drop_poll_s)
+        if self.publisher is not None:
+            from agent.control import MqttControl
+
             self.control = MqttControl(cfg, self.publisher, self.pipeline, updates=True)
             presence = self.pipeline.presence_state
             if presence is not None and presence.enabled:
@@ -370,6 +377,8 @@ class LiveAgent:
                     self._reload_config()
                 if self.control is not None:
                     self.control.tick()
+                if self.drop is not None:
+                    self.drop.tick()
                 if (now := self._status()) != status:
                     status = now
                     self.notifier.send(f"STATUS={status}")
@@ -414,6 +423,10 @@ class LiveAgent:
             if self.publisher is not None:
                 self.publisher.close(timeout=3.0)  # keeps the whole stop under TimeoutStopSec
             self.notifier.close()
+
+
+def _no_publish(topic: str, payload: str | bytes, qos: int, retain: bool) -> None:
+    """Updates from the drop folder without MQTT: their state goes to the log only."""
 
 
 def _pop_path(data: dict[str, Any], path: str) -> Any:

@@ -219,6 +219,16 @@ class ModelsConfig(Section):
     update_stall_s: float = Field(
         30.0, gt=0, le=600, description="An update download silent this long is given up."
     )
+    drop_dir: Path | None = Field(
+        None,
+        description="A folder the running agent watches for model bundles (a bundle folder or "
+        "a .tar of one): each is installed like an MQTT update (signature, hashes, release, "
+        "canary, restart, health window) and then moved to done/ or rejected/ (with a .reason "
+        "file) inside it. Unset: no folder is watched.",
+    )
+    drop_poll_s: float = Field(
+        5.0, ge=0.5, le=3600, description="How often the drop folder is looked at (s)."
+    )
 
     @field_validator("trusted_keys")
     @classmethod

@@ -26,7 +26,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,8 @@ class UpdateRequest:
     version: str = ""
     summary: str = ""
     install: bool = True
+    path: Path | None = None  # a bundle folder or .tar on this box (the drop folder)
+    on_done: Callable[[bool, str], None] | None = field(default=None, compare=False)
 
 
 def parse_request(raw: bytes) -> UpdateRequest:
@@ -177,10 +179,21 @@ class ModelUpdater:
             return
         self._start(self._announced)
 
+    def install_local(self, req: UpdateRequest) -> bool:
+        """Start installing a bundle on this box (``req.path``); False when one is already
+        under way or on trial (try again later), True when started or refused outright."""
+        if self._store.pending() is not None or self._busy.locked():
+            return False
+        self._start(req)
+        return True
+
     def _start(self, req: UpdateRequest) -> None:
         if not self._trusted:
             # Refused before a byte is fetched: nothing could pass verification.
-            self._error("empty_trust_store", "models.trusted_keys is empty: no update can pass")
+            message = "models.trusted_keys is empty: no update can pass"
+            self._error("empty_trust_store", message)
+            if req.on_done is not None:
+                req.on_done(False, f"empty_trust_store: {message}")
             return
         if self._store.pending() is not None:
             # The last update has not proven itself yet: .previous must stay the known good one.
@@ -211,18 +224,23 @@ class ModelUpdater:
                 progress=0,
             )
             with tempfile.TemporaryDirectory(prefix="edge-agent-update-") as tmp:
-                archive = download(
-                    req.url,
-                    Path(tmp) / "bundle.tar",
-                    max_bytes=self._max_bytes,
-                    stall_s=self._stall_s,
-                    sha256=req.sha256,
-                    progress=self._progress,
-                )
+                if req.path is not None and req.path.is_dir():
+                    folder = req.path
+                else:
+                    archive = req.path or download(
+                        req.url,
+                        Path(tmp) / "bundle.tar",
+                        max_bytes=self._max_bytes,
+                        stall_s=self._stall_s,
+                        sha256=req.sha256,
+                        progress=self._progress,
+                    )
+                    folder = unpack(archive, Path(tmp) / "bundle")
                 self._set(state="installing", progress=100)
-                folder = unpack(archive, Path(tmp) / "bundle")
                 manifest = self._store.install(folder, self._runtimes, trusted=self._trusted)
             self._store.mark_pending(manifest.name)
+            if req.on_done is not None:
+                req.on_done(True, f"installed {manifest.ref}")
             self._set(
                 state="restarting",
                 name=manifest.name,
@@ -232,12 +250,12 @@ class ModelUpdater:
             _LOGGER.info("model update %s installed; restarting to activate it", manifest.ref)
             self._on_installed(manifest.name)
         except BundleRejected as err:
-            self._fail(err.code, str(err))
+            self._fail(err.code, str(err), req)
         except EdgeAgentError as err:
-            self._fail("install_failed", str(err))
+            self._fail("install_failed", str(err), req)
         except Exception as err:  # supervision boundary of the worker thread
             _LOGGER.exception("model update failed")
-            self._fail("internal_error", str(err))
+            self._fail("internal_error", str(err), req)
         finally:
             self._busy.release()
 
@@ -247,8 +265,13 @@ class ModelUpdater:
             if pct >= int(self.state.get("progress", 0)) + 10:  # a message per 10 %
                 self._set(progress=pct)
 
-    def _fail(self, code: str, message: str) -> None:
+    def _fail(self, code: str, message: str, req: UpdateRequest | None = None) -> None:
         _LOGGER.error("model update refused: %s", message)
+        if req is not None and req.on_done is not None:
+            try:
+                req.on_done(False, f"{code}: {message}")
+            except OSError as err:
+                _LOGGER.warning("cannot file away the refused update: %s", err)
         self._set(state="failed", error=code, message=message[:300])
         self._error(code, message)
 
