@@ -21,6 +21,13 @@ from pathlib import Path
 
 from tests.conftest import ROOT, SAMPLES, agent_cmd
 
+# The shipped command model's version, and the one a test update gives it (next patch).
+SHIPPED = json.loads((ROOT / "models" / "speech_command_int8" / "manifest.json").read_text())[
+    "version"
+]
+_major, _minor, _patch = [*SHIPPED.split("."), "0", "0"][:3]
+UPDATED = f"{_major}.{_minor}.{int(_patch) + 1}"
+
 
 class FileServer:
     """``files`` (path -> body) served over HTTP on 127.0.0.1 at ``url``."""
@@ -78,7 +85,7 @@ def long_audio(seconds: int, out: Path) -> Path:
     return out
 
 
-def store_and_update(tmp_path: Path, version: str = "1.0.1") -> tuple[Path, Path]:
+def store_and_update(tmp_path: Path, version: str = UPDATED) -> tuple[Path, Path]:
     """A copy of the shipped store, and the command model again as ``version`` (unsigned)."""
     store = tmp_path / "store"
     shutil.copytree(ROOT / "models", store)

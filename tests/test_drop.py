@@ -12,7 +12,7 @@ from agent.models.drop import DropFolder
 from agent.models.store import ModelStore
 from agent.models.updates import ModelUpdater
 from tests.conftest import SAMPLES
-from tests.daemon import long_audio, start_agent, stop_agent, store_and_update
+from tests.daemon import UPDATED, long_audio, start_agent, stop_agent, store_and_update
 from tests.tiny_models import B, model_folder
 
 
@@ -108,6 +108,6 @@ def test_daemon_installs_from_its_drop_folder_without_mqtt(tmp_path: Path) -> No
         while time.monotonic() < deadline and ModelStore(store).pending() is not None:
             time.sleep(0.5)
         assert ModelStore(store).pending() is None
-        assert ModelStore(store).manifest("speech_command_int8").version == "1.0.1"
+        assert ModelStore(store).manifest("speech_command_int8").version == UPDATED
     finally:
         stop_agent(proc)

@@ -41,6 +41,8 @@ from agent.publish.mqtt import MqttPublisher
 from agent.publish.subscriber import Collector
 from tests.conftest import SAMPLES
 from tests.daemon import (
+    SHIPPED,
+    UPDATED,
     long_audio,
     serve_files,
     start_agent,
@@ -310,7 +312,7 @@ def test_home_assistant_shows_the_update_and_installs_it_from_its_button(
 ) -> None:
     pair = generate_key()
     write_key(pair, tmp_path / "k")
-    store, bundle = store_and_update(tmp_path, version="1.0.1")
+    store, bundle = store_and_update(tmp_path, version=UPDATED)
     sign_bundle(bundle, tmp_path / "k", release=1)
     cfg = tmp_path / "agent.yaml"
     agent_log = tmp_path / "agent.log"
@@ -335,22 +337,22 @@ def test_home_assistant_shows_the_update_and_installs_it_from_its_button(
                 hass, sub, sender, lambda e: e["state"] == "off", 300, "the update entity"
             )
             print("Home Assistant, discovered:", before)
-            assert _versions(before) == ("off", "1.0.0", "1.0.0"), before
+            assert _versions(before) == ("off", SHIPPED, SHIPPED), before
             assert before["attributes"]["supported_features"] & 1  # UpdateEntityFeature.INSTALL
-            # 2. Announced (install: false): Home Assistant offers 1.0.1.
+            # 2. Announced (install: false): Home Assistant offers the update.
             req = {
                 "url": f"{http.url}/cmd.tar",
                 "sha256": sha,
                 "name": "speech_command_int8",
-                "version": "1.0.1",
-                "summary": "command model 1.0.1",
+                "version": UPDATED,
+                "summary": f"command model {UPDATED}",
                 "install": False,
             }
             sender.publish_raw("edge-agent/box1/set/model_update", json.dumps(req))
             offered = _wait_entity(hass, sub, sender, lambda e: e["state"] == "on", 60, "the offer")
             print("Home Assistant, announced:", offered)
-            assert _versions(offered) == ("on", "1.0.0", "1.0.1"), offered
-            assert offered["attributes"]["release_summary"] == "command model 1.0.1", offered
+            assert _versions(offered) == ("on", SHIPPED, UPDATED), offered
+            assert offered["attributes"]["release_summary"] == f"command model {UPDATED}", offered
             # 3. The install button: Home Assistant publishes "install"; the agent downloads,
             # verifies, installs and exits 75 to be restarted on the new model.
             sender.publish_raw(f"{TEST}/install", ENTITY)
@@ -368,24 +370,24 @@ def test_home_assistant_shows_the_update_and_installs_it_from_its_button(
             while time.monotonic() < deadline and ModelStore(store).pending() is not None:
                 time.sleep(0.5)
             assert ModelStore(store).pending() is None, _tail(agent_log)
-            assert ModelStore(store).manifest("speech_command_int8").version == "1.0.1"
+            assert ModelStore(store).manifest("speech_command_int8").version == UPDATED
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 last = sub.on("edge-agent/box1/state/model_update")[-1].json()
                 if last["state"] == "committed":
                     break
                 time.sleep(0.2)
-            assert last["state"] == "committed" and last["installed_version"] == "1.0.1", last
+            assert last["state"] == "committed" and last["installed_version"] == UPDATED, last
             after = _wait_entity(
                 hass,
                 sub,
                 sender,
-                lambda e: e["attributes"].get("installed_version") == "1.0.1",
+                lambda e: e["attributes"].get("installed_version") == UPDATED,
                 60,
                 "the installed update",
             )
             print("Home Assistant, installed:", after)
-            assert _versions(after) == ("off", "1.0.1", "1.0.1"), after
+            assert _versions(after) == ("off", UPDATED, UPDATED), after
         finally:
             stop_agent(proc)
             sender.close(timeout=5)

@@ -22,6 +22,8 @@ from agent.publish.mqtt import MqttPublisher
 from agent.publish.subscriber import Collector
 from tests.conftest import SAMPLES
 from tests.daemon import (
+    SHIPPED,
+    UPDATED,
     FileServer,
     long_audio,
     serve_files,
@@ -218,7 +220,7 @@ def test_daemon_updates_over_mqtt_restarts_and_commits(
             "url": f"{http.url}/cmd.tar",
             "sha256": sha,
             "name": "speech_command_int8",
-            "version": "1.0.1",
+            "version": UPDATED,
         }
         sender = MqttPublisher(MqttConfig(host=broker.host, port=broker.port), "sender")
         sender.start()
@@ -236,14 +238,14 @@ def test_daemon_updates_over_mqtt_restarts_and_commits(
         while time.monotonic() < deadline and ModelStore(store).pending() is not None:
             time.sleep(0.5)
         assert ModelStore(store).pending() is None
-        assert ModelStore(store).manifest("speech_command_int8").version == "1.0.1"
+        assert ModelStore(store).manifest("speech_command_int8").version == UPDATED
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             last = [m.json() for m in sub.on("edge-agent/box1/state/model_update")][-1]
             if last["state"] == "committed":
                 break
             time.sleep(0.2)
-        assert last["state"] == "committed" and last["installed_version"] == "1.0.1", last
+        assert last["state"] == "committed" and last["installed_version"] == UPDATED, last
     finally:
         stop_agent(proc)
         sub.stop()
@@ -293,11 +295,11 @@ def test_daemon_rolls_back_an_update_that_never_runs_healthy(
                 last = got[-1].json() if got else {}
                 time.sleep(0.2)
             assert last.get("state") == "rolled_back", last
-            assert last["installed_version"] == "1.0.0"
+            assert last["installed_version"] == SHIPPED
         finally:
             err = stop_agent(proc)
         assert "rolling back" in err
-        assert ModelStore(store).manifest("speech_command_int8").version == "1.0.0"
+        assert ModelStore(store).manifest("speech_command_int8").version == SHIPPED
         assert ModelStore(store).pending() is None
     finally:
         sub.stop()
@@ -347,5 +349,5 @@ def test_an_update_that_breaks_the_start_is_rolled_back_at_once(
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err[-2000:]
     assert "rolled back" in err
-    assert ModelStore(store).manifest("speech_command_int8").version == "1.0.0"
+    assert ModelStore(store).manifest("speech_command_int8").version == SHIPPED
     assert ModelStore(store).pending() is None
