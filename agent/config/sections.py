@@ -94,7 +94,7 @@ class VadConfig(Section):
         400, ge=50, le=5000, description="Silence that ends a segment (also the decision delay)."
     )
     endpoint_ms: int = Field(
-        150,
+        120,
         ge=0,
         le=5000,
         description="Silence after which the utterance so far is offered to the recognizer; "
