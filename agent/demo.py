@@ -79,13 +79,22 @@ def _scene_in_process(folder: Path, cfg: AgentConfig) -> list[str]:
     return [f"{ev.type}:{ev.intent}" for ev in sink.events]
 
 
-def _scene_over_mqtt(folder: Path, cfg: AgentConfig, broker: LocalBroker) -> list[str]:
-    """Publish through a real broker and report what a separate subscriber received."""
+def connect_pair(
+    cfg: AgentConfig, broker: LocalBroker
+) -> tuple[MqttPublisher, Collector, str]:
+    """A started publisher (in-memory outbox) into ``broker`` and a separate subscriber on its
+    events topic (demo and ``bench --latency``); the caller closes both."""
     mqtt_cfg = cfg.mqtt.model_copy(update={"host": broker.host, "port": broker.port})
     topic = f"{mqtt_cfg.base_topic}/{cfg.device_id}/events"
     collector = Collector(broker.host, broker.port, topic).start()
     publisher = MqttPublisher(mqtt_cfg, cfg.device_id, outbox=Outbox(None))
     publisher.start()
+    return publisher, collector, topic
+
+
+def _scene_over_mqtt(folder: Path, cfg: AgentConfig, broker: LocalBroker) -> list[str]:
+    """Publish through a real broker and report what a separate subscriber received."""
+    publisher, collector, topic = connect_pair(cfg, broker)
     try:
         pipeline = build_pipeline(cfg, publisher)
         replay(pipeline, folder / "video.avi", folder / "audio.wav")

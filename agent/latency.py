@@ -44,11 +44,9 @@ def _percentile(values: list[float], q: float) -> float:
 def run_latency(cfg: AgentConfig, scenes: list[Path], runs: int = 3) -> dict[str, Any]:
     """Replay each scene ``runs`` times in real time; one latency per event received."""
     from agent.app import build_pipeline, replay
+    from agent.demo import connect_pair
     from agent.models.store import ModelStore
     from agent.publish.broker import LocalBroker
-    from agent.publish.mqtt import MqttPublisher
-    from agent.publish.outbox import Outbox
-    from agent.publish.subscriber import Collector
 
     store = ModelStore(cfg.models.dir)
     rows: list[dict[str, Any]] = []
@@ -56,11 +54,7 @@ def run_latency(cfg: AgentConfig, scenes: list[Path], runs: int = 3) -> dict[str
     stage_ms: dict[str, list[float]] = {}
     with LocalBroker() as broker:
         broker.start()
-        mqtt_cfg = cfg.mqtt.model_copy(update={"host": broker.host, "port": broker.port})
-        topic = f"{mqtt_cfg.base_topic}/{cfg.device_id}/events"
-        collector = Collector(broker.host, broker.port, topic).start()
-        publisher = MqttPublisher(mqtt_cfg, cfg.device_id, outbox=Outbox(None))
-        publisher.start()
+        publisher, collector, topic = connect_pair(cfg, broker)
         try:
             for run in range(runs):
                 for folder in scenes:

@@ -29,7 +29,6 @@ import logging
 import shutil
 import subprocess
 import time
-import wave
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from agent.extractors.vad import CONTEXT, WINDOW, Segmenter, SileroVad
 from agent.extractors.wakeword import Detection, WakeWordDetector, WakeWordParams
 from agent.models.store import sha256_of
 from agent.runtimes.base import RuntimeOptions, Session, WarmupInput, open_session
+from agent.training.frontend import read_audio, to_16k
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -108,15 +108,6 @@ VAD_OPTIONS = RuntimeOptions(
 # ---------------------------------------------------------------- helpers
 
 
-def read_audio(path: Path) -> npt.NDArray[np.int16]:
-    if path.suffix == ".raw":
-        return np.fromfile(path, dtype="<i2").astype(np.int16)
-    with wave.open(str(path)) as w:
-        if w.getframerate() != AUDIO_RATE or w.getnchannels() != 1 or w.getsampwidth() != 2:
-            raise ValueError(f"{path}: need 16 kHz mono s16")
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
-
-
 def real_recordings() -> dict[str, npt.NDArray[np.int16]]:
     """Every real recording used for evaluation (none of it is used for calibration)."""
     files = sorted(TESTDATA.glob("**/*.wav")) + sorted(TESTDATA.glob("**/*.raw"))
@@ -135,33 +126,13 @@ def real_recordings() -> dict[str, npt.NDArray[np.int16]]:
 def synth(
     text: str, voice: str, speed: int, tmp: Path, pad_s: float = 1.0
 ) -> npt.NDArray[np.int16]:
-    raw, out = tmp / "espeak.wav", tmp / "espeak16.wav"
+    raw = tmp / "espeak.wav"
     subprocess.run(
         ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text],
         check=True,
         capture_output=True,
     )
-    subprocess.run(
-        [
-            "sox",
-            "-R",  # repeatable: sox dithers with a random seed otherwise
-            "-D",  # no dither: the same bytes on every run
-            str(raw),
-            "-r",
-            str(AUDIO_RATE),
-            "-c",
-            "1",
-            "-b",
-            "16",
-            str(out),
-            "pad",
-            str(pad_s),
-            str(pad_s),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return read_audio(out)
+    return to_16k(raw, tmp / "espeak16.wav", pad_s)
 
 
 def add_noise(

@@ -83,7 +83,6 @@ class Segmenter:
         self._cfg = cfg
         self._vad = vad
         self.endpoint = endpoint  # set by the pipeline once its recognizer exists
-        self.endpointed = 0  # segments closed early by the check
         self._pending = np.zeros(0, dtype=np.int16)
         self._pending_t0: int | None = None  # agent time of _pending[0]
         self._pad = cfg.pad_ms * AUDIO_RATE // 1000
@@ -165,7 +164,6 @@ class Segmenter:
             seg = self._segment(self._last_speech_end)
             if seg is not None and self.endpoint(seg):
                 self._reset()
-                self.endpointed += 1
                 return seg
         return None
 

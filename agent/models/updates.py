@@ -87,6 +87,17 @@ def parse_request(raw: bytes) -> UpdateRequest:
     return UpdateRequest(url, sha.lower(), install=install, **text)
 
 
+def _report(req: UpdateRequest, ok: bool, message: str) -> None:
+    """Tell the request's source how it ended; a source that cannot take note (the drop
+    folder unable to move the entry) never turns an installed update into a failed one."""
+    if req.on_done is None:
+        return
+    try:
+        req.on_done(ok, message)
+    except OSError as err:
+        _LOGGER.warning("cannot record how the update ended (%s): %s", message, err)
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -192,8 +203,7 @@ class ModelUpdater:
             # Refused before a byte is fetched: nothing could pass verification.
             message = "models.trusted_keys is empty: no update can pass"
             self._error("empty_trust_store", message)
-            if req.on_done is not None:
-                req.on_done(False, f"empty_trust_store: {message}")
+            _report(req, False, f"empty_trust_store: {message}")
             return
         if self._store.pending() is not None:
             # The last update has not proven itself yet: .previous must stay the known good one.
@@ -239,8 +249,7 @@ class ModelUpdater:
                 self._set(state="installing", progress=100)
                 manifest = self._store.install(folder, self._runtimes, trusted=self._trusted)
             self._store.mark_pending(manifest.name)
-            if req.on_done is not None:
-                req.on_done(True, f"installed {manifest.ref}")
+            _report(req, True, f"installed {manifest.ref}")
             self._set(
                 state="restarting",
                 name=manifest.name,
@@ -267,11 +276,8 @@ class ModelUpdater:
 
     def _fail(self, code: str, message: str, req: UpdateRequest | None = None) -> None:
         _LOGGER.error("model update refused: %s", message)
-        if req is not None and req.on_done is not None:
-            try:
-                req.on_done(False, f"{code}: {message}")
-            except OSError as err:
-                _LOGGER.warning("cannot file away the refused update: %s", err)
+        if req is not None:
+            _report(req, False, f"{code}: {message}")
         self._set(state="failed", error=code, message=message[:300])
         self._error(code, message)
 

@@ -139,7 +139,8 @@ def read_audio(path: Path) -> Audio:
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
 
 
-def _to_16k(src: Path, dst: Path, pad_s: float) -> Audio:
+def to_16k(src: Path, dst: Path, pad_s: float) -> Audio:
+    """sox: 16 kHz mono s16 with ``pad_s`` of silence each side, the same bytes every run."""
     subprocess.run(
         [
             "sox",
@@ -170,7 +171,7 @@ def espeak(text: str, voice: str, speed: int, tmp: Path, pad_s: float = 0.3) -> 
         check=True,
         capture_output=True,
     )
-    return _to_16k(raw, tmp / "espeak16.wav", pad_s)
+    return to_16k(raw, tmp / "espeak16.wav", pad_s)
 
 
 def flite(text: str, voice: str, tmp: Path, pad_s: float = 0.3) -> Audio:
@@ -178,7 +179,7 @@ def flite(text: str, voice: str, tmp: Path, pad_s: float = 0.3) -> Audio:
     subprocess.run(
         ["flite", "-voice", voice, "-t", text, "-o", str(raw)], check=True, capture_output=True
     )
-    return _to_16k(raw, tmp / "flite16.wav", pad_s)
+    return to_16k(raw, tmp / "flite16.wav", pad_s)
 
 
 def add_noise(x: Audio, rng: np.random.Generator, gain: float, db: float = -60.0) -> Audio:

@@ -45,6 +45,7 @@ import shutil
 import subprocess
 import tempfile
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,16 @@ def _read_wav(data: bytes) -> tuple[npt.NDArray[np.float64], int]:
     if ch > 1:
         a = a.reshape(-1, ch).mean(axis=1)
     return a.astype(np.float64), rate
+
+
+def _run_to_wav(
+    command: Callable[[str], list[str]], *, stdin: bytes | None = None
+) -> tuple[npt.NDArray[np.float64], int]:
+    """Run an engine that writes a WAV file (``command(path)`` names it, ending in .wav)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.wav"
+        _run(command(str(out)), stdin=stdin)
+        return _read_wav(out.read_bytes())
 
 
 def _read_wav_stream(data: bytes) -> tuple[npt.NDArray[np.float64], int]:
@@ -275,13 +286,10 @@ def _festival(voice: Voice, text: str, speed: float) -> npt.NDArray[np.int16]:
             "(model_f0_mean 170) (model_f0_std 34)))"
         )
     evals.append(f"(Parameter.set 'Duration_Stretch {1.1 / max(0.2, speed):.4f})")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out.wav"
-        cmd = [_festival_bin()]
-        for e in evals:
-            cmd += ["-eval", e]
-        _run([*cmd, "-o", str(out)], stdin=text.encode("utf-8"))
-        a, rate = _read_wav(out.read_bytes())
+    cmd = [_festival_bin()]
+    for e in evals:
+        cmd += ["-eval", e]
+    a, rate = _run_to_wav(lambda out: [*cmd, "-o", out], stdin=text.encode("utf-8"))
     return _finish(a, rate)
 
 
@@ -313,10 +321,9 @@ def _flite(voice: Voice, text: str, speed: float) -> npt.NDArray[np.int16]:
     f0 = dict(voice.params).get("f0_mean")
     if f0 is not None:
         args += ["--setf", f"int_f0_target_mean={f0:.1f}"]
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out.wav"
-        _run([_flite_bin(), "-voice", voice.name, *args, "-t", text, "-o", str(out)])
-        a, rate = _read_wav(out.read_bytes())
+    a, rate = _run_to_wav(
+        lambda out: [_flite_bin(), "-voice", voice.name, *args, "-t", text, "-o", out]
+    )
     return _finish(a, rate)
 
 
@@ -546,10 +553,7 @@ def _rhvoice(voice: Voice, text: str, speed: float) -> npt.NDArray[np.int16]:
     pitch = dict(voice.params).get("pitch")
     if pitch is not None:
         args += ["-t", str(round(pitch))]
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out.wav"
-        _run([_rhvoice_bin(), *args, "-o", str(out)], stdin=text.encode("utf-8"))
-        a, rate = _read_wav(out.read_bytes())
+    a, rate = _run_to_wav(lambda out: [_rhvoice_bin(), *args, "-o", out], stdin=text.encode())
     return _finish(a, rate)
 
 
@@ -600,10 +604,7 @@ def _pico_voices() -> list[Voice]:
 def _pico(voice: Voice, text: str, speed: float) -> npt.NDArray[np.int16]:
     if voice.name not in _PICO_LANGS:
         raise VoiceUnavailable(f"pico voice {voice.name!r} is not offered")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out.wav"  # pico2wave wants a .wav name
-        _run([_pico_bin(), "-l", voice.name, "-w", str(out), text])
-        a, rate = _read_wav(out.read_bytes())
+    a, rate = _run_to_wav(lambda out: [_pico_bin(), "-l", voice.name, "-w", out, text])
     y = _finish(a, rate)
     return change_speed(y, speed) if abs(speed - 1.0) > 1e-3 else y
 
