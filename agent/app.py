@@ -340,6 +340,7 @@ class LiveAgent:
             self.pipeline.on_frame,
             self.pipeline.on_audio,
             on_audio_end=self._stop.set,
+            idle=self.pipeline.idle,
         )
         if self.control is not None:
             self.control.add_capture(self.capture)

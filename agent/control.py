@@ -235,6 +235,12 @@ class MqttControl:
                 unit="ms",
             )
         s.add("frames_buffered", lambda: len(p.frames), name="Frames buffered")
+        s.add(
+            "ring_mb",
+            lambda: round(p.frames.nbytes() / 1e6, 2),
+            name="Frame ring memory",
+            unit="MB",
+        )
         s.add("speech_segments", lambda: p.decisions.segments, name="Utterances", kind="counter")
         s.add("events", lambda: p.decisions.emitted, name="Events", kind="counter")
         s.add("mqtt_reconnects", lambda: pub.reconnects, name="MQTT reconnects", kind="counter")

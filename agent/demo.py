@@ -79,9 +79,7 @@ def _scene_in_process(folder: Path, cfg: AgentConfig) -> list[str]:
     return [f"{ev.type}:{ev.intent}" for ev in sink.events]
 
 
-def connect_pair(
-    cfg: AgentConfig, broker: LocalBroker
-) -> tuple[MqttPublisher, Collector, str]:
+def connect_pair(cfg: AgentConfig, broker: LocalBroker) -> tuple[MqttPublisher, Collector, str]:
     """A started publisher (in-memory outbox) into ``broker`` and a separate subscriber on its
     events topic (demo and ``bench --latency``); the caller closes both."""
     mqtt_cfg = cfg.mqtt.model_copy(update={"host": broker.host, "port": broker.port})

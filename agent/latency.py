@@ -20,6 +20,7 @@ from agent.config.schema import AgentConfig
 
 _LOGGER = logging.getLogger(__name__)
 
+
 def _speech_ends(scene: dict[str, Any]) -> list[tuple[float, float]]:
     return [(float(s["start"]), float(s["end"])) for s in scene["timeline"].get("speech", [])]
 
@@ -84,9 +85,7 @@ def run_latency(cfg: AgentConfig, scenes: list[Path], runs: int = 3) -> dict[str
                                 "intent": ev["intent"],
                                 "speech_end_s": end,
                                 "vad_end_s": round(ev["end"], 3),
-                                "latency_ms": round(
-                                    (msg.at - (report.started_at + end)) * 1000, 1
-                                ),
+                                "latency_ms": round((msg.at - (report.started_at + end)) * 1000, 1),
                             }
                         )
                     for stage, ms in pipeline.times.median_ms().items():

@@ -15,6 +15,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from agent.config.sections import PresenceConfig
 from agent.core import faults
 from agent.core.media import AudioChunk, Frame
@@ -33,22 +36,48 @@ CAMERA_GRACE_NS = 1_000_000_000
 class Presence:
     """``presence``: a person seen within ``hold_s``; ``talking``: presence while speech is on.
 
-    Checked on the audio worker every ``interval_s`` of audio time on the newest frame only,
-    so the idle cost is one detector run per interval.
+    Checked on the audio worker every ``interval_s`` of audio time on the newest frame only.
+    The face detector runs only when that frame differs from the one it last looked at
+    (mean absolute difference of tiny grey thumbnails ≥ ``motion_threshold``) or
+    ``refresh_s`` has passed; an unchanged picture keeps the last answer. A still, empty
+    room so costs a thumbnail a second instead of a detector run.
     """
 
     def __init__(self, cfg: PresenceConfig) -> None:
         self.enabled = cfg.enabled
         self._interval_ns = int(cfg.interval_s * 1e9)
         self._hold_ns = int(cfg.hold_s * 1e9)
+        self._motion = cfg.motion_threshold
+        self._refresh_ns = int(cfg.refresh_s * 1e9)
         self._next_ns = 0
         self._last_frame_ns = -1
         self._seen_ns: int | None = None
+        self._ref: npt.NDArray[np.float32] | None = None
+        self._ref_ns = 0
+        self.last_score: float | None = None
         self.present = False
         self.talking = False
+        self.still = 0  # checks answered from the last detector run (no motion)
 
     def due(self, now_ns: int) -> bool:
         return self.enabled and now_ns >= self._next_ns
+
+    def changed(self, frame: Frame) -> bool:
+        """Does ``frame`` need the detector (motion since its last run, or time to refresh)?"""
+        if self._motion <= 0 or self.last_score is None:
+            return True
+        thumb = frame.thumbnail()
+        moved = self._ref is None or float(np.mean(np.abs(thumb - self._ref))) >= self._motion
+        if moved or frame.t_ns - self._ref_ns >= self._refresh_ns:
+            self._ref, self._ref_ns = thumb, frame.t_ns
+            return True
+        self.still += 1
+        return False
+
+    def scored(self, frame: Frame, score: float) -> None:
+        if self._motion > 0 and (self._ref is None or self._ref_ns != frame.t_ns):
+            self._ref, self._ref_ns = frame.thumbnail(), frame.t_ns
+        self.last_score = score
 
     def update(
         self,
@@ -186,6 +215,12 @@ class Pipeline:
         self._track_presence()
         self._progress("audio")
 
+    def idle(self) -> bool:
+        """Nothing under way: no speech, no decision pending, the energy gate closed and no
+        rule that listens to every chunk (the audio worker may then batch chunks)."""
+        seg = self._segmenter
+        return seg.quiet and not seg.in_speech and not self._pending and not self._listeners
+
     def _during_speech(self) -> None:
         """Let rules gather evidence while an utterance goes on (once per new frame)."""
         start = self._segmenter.speech_start_ns
@@ -215,8 +250,13 @@ class Pipeline:
         score = None
         if frame is not None and tracker.fresh(frame):
             started = time.perf_counter_ns()
-            score = self.ctx.scorer.person_score(frame.image)
-            self.times.add("presence_frame", started)
+            if tracker.changed(frame):
+                score = self.ctx.scorer.person_score(frame.image)
+                tracker.scored(frame, score)
+                self.times.add("presence_frame", started)
+            else:
+                score = tracker.last_score
+                self.times.add("presence_still", started)
         tracker.update(
             self._audio_ns,
             frame,

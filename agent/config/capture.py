@@ -19,6 +19,11 @@ class CameraConfig(Section):
     fps: float = Field(
         10.0, gt=0, le=120, description="Frames per second kept from the camera (cap)."
     )
+    compressed_ring: bool = Field(
+        True,
+        description="Keep MJPEG frames (HTTP/RTSP streams, files) as JPEG in the ring and "
+        "decode only the frames that are analysed; other codecs are decoded as they arrive.",
+    )
     latency_ms: float = Field(
         0.0,
         ge=0,
@@ -67,6 +72,15 @@ class MicrophoneConfig(Section):
         min_length=1,
     )
     chunk_ms: int = Field(32, ge=10, le=256, description="Capture chunk length in milliseconds.")
+    idle_batch_ms: int = Field(
+        96,
+        ge=0,
+        le=500,
+        description="While nothing is going on (no speech under way, the VAD's energy gate "
+        "closed, no wake words), the audio worker wakes this often and takes the queued "
+        "chunks together instead of once per chunk. The start of speech is seen up to this "
+        "much later; its end, and so the decision, is not delayed. 0 = every chunk.",
+    )
     queue_seconds: float = Field(
         30.0,
         gt=0,

@@ -56,6 +56,20 @@ class PresenceConfig(Section):
     hold_s: float = Field(
         5.0, ge=0, le=600, description="Presence stays on this long after the last person seen."
     )
+    motion_threshold: float = Field(
+        1.5,
+        ge=0,
+        le=255,
+        description="The face detector runs on a presence check only when the picture moved "
+        "since its last run: mean absolute difference of 40x30 grey thumbnails (0-255 levels) "
+        "at least this; else the last answer stands. Camera noise is ~0.2-0.5. 0 = always run.",
+    )
+    refresh_s: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="Run the face detector at least this often even when nothing moves.",
+    )
 
 
 WakeWordName = Literal["okay_nabu", "hey_jarvis", "hey_mycroft", "alexa"]
@@ -102,6 +116,14 @@ class VadConfig(Section):
         "(the decision comes that much sooner). 0 = always wait min_silence_ms.",
     )
     pad_ms: int = Field(250, ge=0, le=1000, description="Audio kept before and after each segment.")
+    gate_db: float = Field(
+        8.0,
+        ge=0,
+        le=40,
+        description="Energy gate between utterances: a 32 ms window less than this many dB "
+        "above the room's noise floor (the 20th percentile of the last ~3 s) counts as silence "
+        "without running the VAD model. 0 = run the model on every window.",
+    )
     max_segment_s: float = Field(
         8.0,
         ge=1,

@@ -11,17 +11,78 @@ AUDIO_RATE = 16_000
 """Every audio chunk inside the agent is 16 kHz mono int16."""
 
 
-@dataclass(frozen=True, slots=True)
 class Frame:
-    """One decoded camera frame (BGR, uint8) stamped at capture."""
+    """One camera frame stamped at capture: a decoded BGR uint8 image, or the camera's own
+    JPEG bytes decoded on first use (``image``).
 
-    t_ns: int
-    index: int
-    image: npt.NDArray[np.uint8]
+    Most frames are never analysed (presence looks at about one a second, a decision at a
+    few around each utterance), so a source that delivers JPEG keeps it compressed: the
+    ring then holds ~20 KB a frame instead of ~900 KB, and nothing decodes what nobody reads.
+    """
+
+    __slots__ = ("_image", "_jpeg", "index", "t_ns")
+
+    def __init__(
+        self,
+        t_ns: int,
+        index: int,
+        image: npt.NDArray[np.uint8] | None = None,
+        *,
+        jpeg: npt.NDArray[np.uint8] | None = None,
+    ) -> None:
+        if image is None and jpeg is None:
+            raise ValueError("a frame needs an image or its JPEG bytes")
+        self.t_ns = t_ns
+        self.index = index
+        self._image = image
+        self._jpeg = jpeg
 
     @property
     def t(self) -> float:
         return self.t_ns / 1e9
+
+    @property
+    def image(self) -> npt.NDArray[np.uint8]:
+        """The decoded image (decoded once, on first use; two threads may race to the same
+        result, which is harmless)."""
+        if self._image is None:
+            import cv2
+
+            assert self._jpeg is not None
+            image = cv2.imdecode(self._jpeg, cv2.IMREAD_COLOR)
+            if image is None:
+                raise ValueError(f"frame {self.index}: undecodable JPEG")
+            self._image = np.ascontiguousarray(image)
+        return self._image
+
+    def thumbnail(self, width: int = 40, height: int = 30) -> npt.NDArray[np.float32]:
+        """A tiny grey version for motion checks; from JPEG it decodes at 1/8 scale
+        (a fraction of a full decode) and leaves the frame undecoded."""
+        import cv2
+
+        if self._jpeg is None or self._image is not None:
+            grey = cv2.cvtColor(self.image, cv2.COLOR_BGR2GRAY)
+        else:
+            reduced = cv2.imdecode(self._jpeg, cv2.IMREAD_REDUCED_GRAYSCALE_8)
+            if reduced is None:
+                raise ValueError(f"frame {self.index}: undecodable JPEG")
+            grey = reduced
+        small = cv2.resize(grey, (width, height), interpolation=cv2.INTER_AREA)
+        return np.asarray(small, dtype=np.float32)
+
+    @property
+    def decoded(self) -> bool:
+        return self._image is not None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this frame holds (JPEG and, once decoded, the image)."""
+        n = 0 if self._image is None else self._image.nbytes
+        return n + (0 if self._jpeg is None else self._jpeg.nbytes)
+
+    def __repr__(self) -> str:
+        kind = "decoded" if self._image is not None else "jpeg"
+        return f"Frame(t_ns={self.t_ns}, index={self.index}, {kind})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,12 +21,14 @@ Failures are split in two classes:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import queue
 import random
 import re
+import select
 import socket
 import ssl
 import threading
@@ -57,8 +59,11 @@ ONLINE, OFFLINE, STOPPED = "online", "offline", "stopped"
 MessageHandler = Callable[[str, bytes], None]
 """Called on the network thread with (topic, payload); must not block."""
 
-# An event stored by another thread waits at most this long for the network thread.
-_LOOP_TIMEOUT_S = 0.02
+# The network thread sleeps in select() on the socket and a wake-up pair: another thread that
+# stores a message wakes it at once, so an idle agent does not poll (keepalive and the like
+# need a turn at least this often).
+_IDLE_WAIT_S = 1.0
+_CLOSE_POLL_S = 0.02
 _LINK_BASE_DELAY_S = 0.05
 _REFUSED_BASE_DELAY_S = 1.0
 
@@ -129,6 +134,9 @@ class MqttPublisher:
         self._to_subscribe: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._connect_hooks: list[Callable[[], None]] = []
         self._rng = random.Random()
+        # The network thread's wake-up pair, made by start() (a publisher that never starts
+        # holds no sockets) and closed by close().
+        self._wake_pair: tuple[socket.socket, socket.socket] | None = None
         # Owned by the network thread.
         self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
         self._acked: list[int] = []
@@ -197,6 +205,10 @@ class MqttPublisher:
         if self._thread is not None:
             return
         self._client.connect_async(self._cfg.host, self._cfg.port, keepalive=self._cfg.keepalive)
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        self._wake_pair = (reader, writer)
         self._thread = threading.Thread(target=self._run, name="mqtt-network", daemon=True)
         self._thread.start()
         if not self._connected.wait(timeout):
@@ -225,6 +237,7 @@ class MqttPublisher:
             self.flush(timeout)
         self._closed = True
         self._stop.set()
+        self._wake()
         if self._thread is not None:
             self._thread.join(timeout + 2.0)
             if self._thread.is_alive():
@@ -242,6 +255,9 @@ class MqttPublisher:
         except PublishError as err:
             _LOGGER.warning("%s", err)
         self._outbox.close()
+        if self._wake_pair is not None:
+            for sock in self._wake_pair:
+                sock.close()
         # paho closes its socket and wake-up socket pair only in __del__; reinitialise() is the
         # public way to close them now instead of leaving them to the garbage collector.
         self._client.reinitialise()
@@ -250,7 +266,7 @@ class MqttPublisher:
         info = self._client.publish(self.topics.status, STOPPED, qos=1, retain=True)
         deadline = time.monotonic() + timeout
         while not info.is_published() and time.monotonic() < deadline:
-            if self._client.loop(_LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            if self._client.loop(_CLOSE_POLL_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 break
         if not info.is_published():
             _LOGGER.warning("'stopped' status not acknowledged within %.1f s", timeout)
@@ -261,7 +277,7 @@ class MqttPublisher:
         while time.monotonic() < deadline:
             if len(self._outbox) == 0:
                 return True
-            time.sleep(0.02)
+            time.sleep(_CLOSE_POLL_S)
         left = len(self._outbox)
         if left == 0:
             return True
@@ -342,11 +358,20 @@ class MqttPublisher:
             raise PublishError("MQTT publisher is closed")
         self._outbox.put(messages)
         self.published += len(messages)
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake the network thread from its select() (any thread; never blocks)."""
+        # BlockingIOError: already woken (buffer full); OSError: closed.
+        if self._wake_pair is not None:
+            with contextlib.suppress(OSError):
+                self._wake_pair[1].send(b"\0")
 
     def subscribe(self, topic: str, handler: MessageHandler, qos: int = 1) -> None:
         """Subscribe now (if connected) and again after every reconnect."""
         self._subscriptions[topic] = (qos, handler)
         self._to_subscribe.put(topic)
+        self._wake()
 
     def add_connect_hook(self, hook: Callable[[], None]) -> None:
         """Run on the network thread after every (re)connect, once ``online`` is published."""
@@ -369,11 +394,44 @@ class MqttPublisher:
                 return
             self._connect_once()
             return
-        rc = self._client.loop(_LOOP_TIMEOUT_S)
+        rc = self._service(_IDLE_WAIT_S)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._link_lost(rc)
             return
         self._pump()
+
+    def _service(self, timeout: float) -> MQTTErrorCode:
+        """One turn of paho's external-loop API (``loop_read`` / ``loop_write`` /
+        ``loop_misc``), waiting in select() for the socket or our wake-up pair. paho's own
+        ``loop()`` cannot be woken by a message stored in our outbox."""
+        client = self._client
+        sock = client.socket()
+        if sock is None or self._wake_pair is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        wake = self._wake_pair[0]
+        # A TLS socket may hold decrypted bytes select() cannot see.
+        pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+        want_write = [sock] if client.want_write() else []
+        try:
+            readable, writable, _ = select.select(
+                [sock, wake], want_write, [], 0.0 if pending else timeout
+            )
+        except (OSError, ValueError, TypeError):
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        if wake in readable:
+            with contextlib.suppress(BlockingIOError):
+                wake.recv(4096)
+        if sock in readable or pending:
+            rc = client.loop_read()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
+                return (
+                    rc if rc != MQTTErrorCode.MQTT_ERR_SUCCESS else MQTTErrorCode.MQTT_ERR_CONN_LOST
+                )
+        if sock in writable or client.want_write():
+            rc = client.loop_write()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return rc
+        return client.loop_misc()
 
     def _connect_once(self) -> None:
         self.attempts += 1

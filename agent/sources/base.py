@@ -62,7 +62,7 @@ def open_video(cfg: CameraConfig, clock: Clock, paced: bool = True) -> VideoSour
         path = file_path(cfg.source) or Path(cfg.source)
         from agent.sources.files import VideoFileSource
 
-        return VideoFileSource(path, fps_cap=cfg.fps, paced=paced)
+        return VideoFileSource(path, fps_cap=cfg.fps, paced=paced, compressed=cfg.compressed_ring)
     from agent.sources.camera import OpenCvCamera
 
     return OpenCvCamera(cfg, clock)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import numpy as np
+import numpy.typing as npt
 
 from agent.config.capture import CameraConfig
 from agent.core.clock import Clock
@@ -57,6 +59,24 @@ def _quiet_opencv() -> None:
 
     with contextlib.suppress(AttributeError):  # builds without the logging module
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def keep_packets(cap: Any) -> bool:
+    """Switch an FFMPEG capture of an MJPEG stream to undecoded packets; False (and left
+    decoding) for any other codec, whose packets are not pictures on their own."""
+    import cv2
+
+    if int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") not in (b"MJPG", b"mjpg"):
+        return False
+    return bool(cap.set(cv2.CAP_PROP_FORMAT, -1))
+
+
+def as_jpeg(packet: npt.NDArray[Any]) -> npt.NDArray[np.uint8] | None:
+    """The packet as JPEG bytes (a copy OpenCV will not reuse), or None if it is not one."""
+    flat = np.asarray(packet, dtype=np.uint8).reshape(-1)
+    if flat.size > 4 and flat[0] == 0xFF and flat[1] == 0xD8:
+        return flat.copy()
+    return None
 
 
 class OpenCvCamera:
@@ -102,7 +122,16 @@ class OpenCvCamera:
             raise SourceError(f"cannot open camera {self.name}")
         w = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         h = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        _LOGGER.info("camera %s opened (%dx%d)", self.name, w, h)
+        # An MJPEG stream's packets are whole JPEGs: read them undecoded (FFMPEG's raw
+        # mode) and decode only the frames that get analysed.
+        self.compressed = cfg.compressed_ring and not v4l2 and keep_packets(self._cap)
+        _LOGGER.info(
+            "camera %s opened (%dx%d%s)",
+            self.name,
+            w,
+            h,
+            ", frames kept as JPEG" if self.compressed else "",
+        )
 
     def read(self) -> Frame | None:
         # Bounded: each grab is bounded by the read timeout, and a camera that delivers
@@ -122,6 +151,11 @@ class OpenCvCamera:
                 raise SourceError(f"camera {self.name} returned an undecodable frame")
             self._last_ns = t_ns
             self._index += 1
+            if self.compressed:
+                jpeg = as_jpeg(image)
+                if jpeg is None:
+                    raise SourceError(f"camera {self.name} sent a packet that is not a JPEG")
+                return Frame(t_ns, self._index, jpeg=jpeg)
             return Frame(t_ns, self._index, np.ascontiguousarray(image))
         raise SourceError(f"camera {self.name}: no frame passed the fps cap")
 

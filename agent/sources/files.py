@@ -46,8 +46,16 @@ class _Pacer:
 class VideoFileSource:
     live = False
 
-    def __init__(self, path: Path, fps_cap: float | None = None, paced: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        fps_cap: float | None = None,
+        paced: bool = False,
+        compressed: bool = True,
+    ) -> None:
         import cv2
+
+        from agent.sources.camera import keep_packets
 
         if not path.is_file():
             raise SourceError(f"video file not found: {path}")
@@ -63,8 +71,12 @@ class VideoFileSource:
         self._step = max(1, round(fps / fps_cap)) if fps_cap else 1
         self._index = 0
         self._pacer = _Pacer(paced)
+        # As for a live MJPEG camera: frames stay JPEG until analysed.
+        self.compressed = compressed and keep_packets(self._cap)
 
     def read(self) -> Frame | None:
+        from agent.sources.camera import as_jpeg
+
         while True:
             ok, image = self._cap.read()
             if not ok or image is None:
@@ -73,6 +85,9 @@ class VideoFileSource:
             self._index += 1
             if index % self._step == 0:
                 t_ns = self._pacer.stamp(round(index * 1e9 / self.fps))
+                jpeg = as_jpeg(image) if self.compressed else None
+                if jpeg is not None:
+                    return Frame(t_ns, index, jpeg=jpeg)
                 return Frame(t_ns, index, np.ascontiguousarray(image))
 
     def close(self) -> None:

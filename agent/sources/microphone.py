@@ -268,6 +268,10 @@ class PyAudioMicrophone:
         self._last_t_ns = t_ns
         return AudioChunk(t_ns, first, samples)
 
+    def waiting(self) -> int:
+        """Chunks captured and not read yet."""
+        return self._queue.qsize()
+
     def stats(self) -> dict[str, int]:
         return {
             "overflows": self.overflows,

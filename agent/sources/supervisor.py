@@ -260,11 +260,16 @@ class MicrophoneSupervisor:
         on_end: Callable[[], None] | None = None,
         opener: AudioOpener | None = None,
         rng: random.Random | None = None,
+        idle: Callable[[], bool] | None = None,
     ) -> None:
         self.cfg = cfg
         self._clock = clock
         self._on_chunk = on_chunk
         self._on_end = on_end
+        # While the consumer says nothing is going on, chunks are taken in batches: one
+        # wake-up per idle_batch_ms instead of one per chunk (each costs cold caches).
+        self._idle = idle
+        self._idle_wait_s = cfg.idle_batch_ms / 1000.0
         self._opener = opener or (lambda c, k: open_audio(c, k))
         self._backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s, 0.2, rng)
         self._stop = threading.Event()
@@ -386,6 +391,10 @@ class MicrophoneSupervisor:
                 self._on_chunk(chunk)
             except Exception as err:
                 self._consumer_failed(err)
+            if self._idle is not None and self._idle_wait_s > 0 and self._idle():
+                waiting = getattr(mic, "waiting", None)
+                if waiting is None or waiting() == 0:
+                    self._stop.wait(self._idle_wait_s)  # the device queues meanwhile
         return False
 
     def _consumer_failed(self, err: Exception) -> None:
@@ -427,9 +436,12 @@ class Capture:
         on_frame: Callable[[Frame], None],
         on_chunk: Callable[[AudioChunk], None],
         on_audio_end: Callable[[], None] | None = None,
+        idle: Callable[[], bool] | None = None,
     ) -> None:
         self.camera = CameraSupervisor(camera, clock, on_frame)
-        self.microphone = MicrophoneSupervisor(microphone, clock, on_chunk, on_end=on_audio_end)
+        self.microphone = MicrophoneSupervisor(
+            microphone, clock, on_chunk, on_end=on_audio_end, idle=idle
+        )
 
     def start(self) -> Capture:
         self.microphone.start()

@@ -38,6 +38,11 @@ class FrameRing:
         with self._lock:
             return [f for f in self._frames if start_ns <= f.t_ns <= end_ns]
 
+    def nbytes(self) -> int:
+        """Memory the kept frames hold (JPEG bytes, and images once decoded)."""
+        with self._lock:
+            return sum(f.nbytes for f in self._frames)
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._frames)

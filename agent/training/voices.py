@@ -564,9 +564,7 @@ _MBROLA_VOICES = ("en1",)  # us1-us3: not for products sold without permission
 
 def _mbrola_voices() -> list[Voice]:
     _espeak_bin()
-    found = [
-        v for v in _MBROLA_VOICES if Path("/usr/share/mbrola", v, v).exists()
-    ]
+    found = [v for v in _MBROLA_VOICES if Path("/usr/share/mbrola", v, v).exists()]
     if shutil.which("mbrola") is None or not found:
         raise VoiceUnavailable(
             "MBROLA en1 is not installed: enable Debian's contrib and non-free sections and "
