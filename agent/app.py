@@ -263,6 +263,8 @@ class LiveAgent:
             )
         except ReportError as err:
             _LOGGER.error("%s", err)
+        except Exception:  # a diagnostic page must never take the daemon down
+            _LOGGER.exception("the timeline report failed")
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         _LOGGER.info("stopping (signal %d)", signum)

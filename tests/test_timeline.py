@@ -138,6 +138,18 @@ def test_the_trace_stays_bounded_however_long_it_runs() -> None:
     assert len(burst._envelope.rows()) == burst._envelope.capacity
 
 
+def test_a_frame_without_a_thumbnail_does_not_break_the_decision(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    timeline = Timeline(1.0)
+    bad = Frame(0, 0, np.zeros((0, 0, 3), np.uint8))  # cv2.resize refuses an empty image
+    timeline.frame_scored(bad, None, 0.0)
+    timeline.frame_scored(bad, None, 0.0)
+    [shot] = timeline.snapshot().frames
+    assert shot.jpeg == b"" and shot.score == 0.0
+    assert caplog.text.count("no thumbnail") == 1  # logged once, not per frame
+
+
 def test_a_missing_plotly_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "plotly", None)  # import plotly -> ImportError
     with pytest.raises(ReportError, match=re.escape("pip install 'edge-agent[report]'")):

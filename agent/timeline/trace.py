@@ -16,6 +16,7 @@ filters alias a 6x reduction badly), next to the face detector's ~10 ms on the s
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from agent.extractors.vad import SpeechSegment
     from agent.extractors.vision import Detection
     from agent.pipeline import Pipeline
+
+_LOGGER = logging.getLogger(__name__)
 
 ENVELOPE_BIN = 320  # samples: the waveform is kept as one peak per 20 ms
 ENVELOPE_PER_S = 16_000 / ENVELOPE_BIN
@@ -166,6 +169,7 @@ class Timeline:
         self._bin_peak = 0
         self._bin_n = 0
         self._settings: Callable[[], dict[str, float]] = dict
+        self._thumbnail_failed = False  # logged once, not per frame
 
     # -- wiring -------------------------------------------------------------------------
 
@@ -235,12 +239,19 @@ class Timeline:
 
     def frame_scored(self, frame: Frame, face: Detection | None, score: float) -> None:
         min_score = self._settings().get("vision_min_score", 0.5)
+        try:
+            jpeg = _thumbnail(frame, face, min_score)
+        except Exception:  # an observer must not break the decision it watches
+            if not self._thumbnail_failed:
+                _LOGGER.exception("timeline: no thumbnail of frame %d", frame.index)
+            self._thumbnail_failed = True
+            jpeg = b""
         shot = FrameShot(
             t_ns=frame.t_ns,
             index=frame.index,
             score=score,
             box=face.box if face is not None else None,
-            jpeg=_thumbnail(frame, face, min_score),
+            jpeg=jpeg,
         )
         with self._lock:
             old = self._frames.pop(frame.t_ns, None)
