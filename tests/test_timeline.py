@@ -84,6 +84,17 @@ def test_nobody_command_is_traced_as_rejected_with_the_reason(tmp_path: Path) ->
     assert "rejected: nobody in view" in (tmp_path / "r.html").read_text()
 
 
+def test_chatter_is_traced_as_not_a_command_with_the_recognizers_reason() -> None:
+    snap, sink = _replay("person_chatter")
+    assert sink.events == [] and len(snap.decisions) == 2
+    for d in snap.decisions:
+        assert d.kind == "speech" and d.outcome == "not_a_command" and d.intent is None
+        assert d.fused is None and d.reason  # no fusion; the recognizer said why
+        assert verdict(d) == f"rejected: {d.reason}" or verdict(d).endswith(f"({d.reason})")
+    # The person was in view all along: the frames say so even though nothing was decided.
+    assert snap.frames and all(f.score >= 0.6 for f in snap.frames)
+
+
 def _frame(t_s: float, index: int) -> Frame:
     return Frame(int(t_s * 1e9), index, np.zeros((48, 64, 3), np.uint8))
 

@@ -59,7 +59,9 @@ def verdict(d: Decision) -> str:
         return f"accepted: {d.kind} {d.detail}".strip()
     why = _WHY[d.outcome]
     if d.outcome == "not_a_command" and d.reason:
-        return f"{why} ({d.reason})"
+        # The recognizer's reasons often say "not a command (...)" themselves.
+        said = d.reason.startswith("not a command")
+        return f"rejected: {d.reason}" if said else f"{why} ({d.reason})"
     return f"{why} ({d.detail})" if d.detail else why
 
 
@@ -219,6 +221,20 @@ def render(snap: Snapshot, *, title: str) -> str:
             row=3,
             col=1,
         )
+        # Where the segmenter was inside speech: bars, broken where it was not (this also
+        # shows bursts too short to become an utterance).
+        fig.add_trace(
+            go.Scatter(
+                x=t,
+                y=[1.15 if v else None for v in env[:, 3]],
+                mode="lines",
+                line={"width": 4, "color": "#54278f"},
+                connectgaps=False,
+                name="in speech (segmenter)",
+            ),
+            row=3,
+            col=1,
+        )
     fig.update_yaxes(range=[-1.05, 1.6], row=3, col=1)
 
     speech = [d for d in snap.decisions if d.end_ns > d.start_ns]
@@ -269,8 +285,8 @@ def render(snap: Snapshot, *, title: str) -> str:
     seg_x: list[Any] = []
     seg_y: list[float | None] = []
     for d in snap.decisions:
-        if d.fusion_threshold is None:
-            continue
+        if d.fusion_threshold is None or d.fused is None:
+            continue  # no fusion took place (not a command, disabled, help's own fusion)
         seg_x += [x(d.start_ns), x(max(d.end_ns, d.start_ns + 1)), None]
         seg_y += [d.fusion_threshold, d.fusion_threshold, None]
     fig.add_trace(
@@ -389,7 +405,7 @@ def _page(title: str, snap: Snapshot, plot: str, threshold: float, min_score: fl
             f"<td>{html.escape(d.kind)}</td>"
             f"<td>{html.escape(heard(d))}</td>"
             f"<td>{num(d.image)}</td><td>{num(d.audio)}</td><td>{num(d.fused)}</td>"
-            f"<td>{num(d.fusion_threshold)}</td>"
+            f"<td>{num(d.fusion_threshold if d.fused is not None else None)}</td>"
             f'<td class="verdict">{html.escape(verdict(d))}</td>'
             f"<td>{(d.decided_ns - d.end_ns) / 1e6:.0f}</td></tr>"
         )
