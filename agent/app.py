@@ -40,6 +40,8 @@ _LOGGER = logging.getLogger(__name__)
 
 # Per capture thread at shutdown; the whole stop stays below the unit's TimeoutStopSec=20.
 STOP_JOIN_S = 3.0
+# MQTT …/set/<key> (a Home Assistant button) that writes the timeline report, like SIGUSR1.
+TIMELINE_KEY = "timeline_report"
 
 
 def build_pipeline(
@@ -208,10 +210,20 @@ class LiveAgent:
                 from agent.models.drop import DropFolder
 
                 self.drop = DropFolder(cfg.models.drop_dir, self.updater, cfg.models.drop_poll_s)
+        self._write_timeline = threading.Event()
+        self.timeline = self._start_timeline(cfg)
         if self.publisher is not None:
             from agent.control import MqttControl
+            from agent.publish.discovery import ButtonEntity
 
-            self.control = MqttControl(cfg, self.publisher, self.pipeline, updates=True)
+            buttons = {}
+            if self.timeline is not None:
+                # Written on the main loop, like on SIGUSR1; the page stays on the box.
+                report = ButtonEntity(TIMELINE_KEY, "Write timeline report")
+                buttons[report] = self._write_timeline.set
+            self.control = MqttControl(
+                cfg, self.publisher, self.pipeline, updates=True, buttons=buttons
+            )
             presence = self.pipeline.presence_state
             if presence is not None and presence.enabled:
                 self.control.add_state(
@@ -219,8 +231,6 @@ class LiveAgent:
                 )
                 self.control.add_state("talking", "Talking", lambda: presence.talking)
         self._clock = MonotonicClock()
-        self._write_timeline = threading.Event()
-        self.timeline = self._start_timeline(cfg)
 
     def _start_timeline(self, cfg: AgentConfig) -> Timeline | None:
         """The bounded trace behind the SIGUSR1 timeline report (``report.minutes``)."""
@@ -249,7 +259,7 @@ class LiveAgent:
     def _timeline_report(self) -> None:
         if self.timeline is None:
             _LOGGER.warning(
-                "SIGUSR1: no timeline report (report.minutes is 0 or the 'report' extra "
+                "no timeline report to write (report.minutes is 0 or the 'report' extra "
                 "is missing)"
             )
             return

@@ -19,13 +19,18 @@ import numpy as np
 import pytest
 
 from agent.app import build_pipeline, replay
+from agent.config.mqtt import MqttConfig
 from agent.config.schema import AgentConfig
 from agent.core.media import AudioChunk, Frame
 from agent.errors import ReportError
 from agent.extractors.speech import Recognition
 from agent.extractors.vad import SpeechSegment
 from agent.extractors.vision import Detection
+from agent.publish.broker import LocalBroker
+from agent.publish.mqtt import MqttPublisher
+from agent.publish.outbox import Outbox
 from agent.publish.sink import MemorySink
+from agent.publish.subscriber import Collector
 from agent.timeline import trace
 from agent.timeline.page import require_plotly, verdict, write_report
 from agent.timeline.trace import Snapshot, Timeline
@@ -265,3 +270,52 @@ def test_the_daemon_writes_its_report_on_sigusr1(tmp_path: Path) -> None:
     assert "local time" in text  # a live report is on the wall clock
     assert f"timeline report written to {report}" in log.read_text()
     assert proc.returncode == 0
+
+
+def test_a_home_assistant_button_writes_the_report_over_mqtt(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    scene = SAMPLES / "person_command"
+    report = tmp_path / "state" / "timeline.html"  # the default: $STATE_DIRECTORY
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(
+        f"device_id: box8\ncamera:\n  source: {scene / 'video.avi'}\n"
+        f"microphone:\n  source: {long_audio(16, tmp_path / 'long.wav')}\n"
+        f"mqtt:\n  host: {broker.host}\n  port: {broker.port}\n"
+    )
+    sub = Collector(broker.host, broker.port, "#").start()
+    sender = MqttPublisher(
+        MqttConfig(host=broker.host, port=broker.port), "sender", outbox=Outbox(None)
+    )
+    log = tmp_path / "agent.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            agent_cmd("run", "--config", str(cfg)),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        [button] = sub.wait_for("homeassistant/button/box8/timeline_report/config", timeout=60)
+        config = button.json()
+        assert config["command_topic"] == "edge-agent/box8/set/timeline_report"
+        assert config["payload_press"] == "PRESS"
+        sub.wait_for("edge-agent/box8/events", timeout=30)
+        sender.start()
+        sender.publish_raw(config["command_topic"], config["payload_press"])
+        deadline = time.monotonic() + 60
+        while not report.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert report.exists(), log.read_text()[-2000:]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        sender.close()
+        sub.stop()
+    assert "accepted: voice_command light_on" in report.read_text()
+    # The press is handled beside the commands: no "unknown_key" error answers it.
+    assert sub.on("edge-agent/box8/error") == []
+    assert "timeline_report pressed over MQTT" in log.read_text()

@@ -263,10 +263,10 @@ class ReportConfig(Section):
         ge=0,
         le=60,
         description="Minutes of the timeline (frames, speech, scores, decisions, timings) kept "
-        "in memory for the report written on SIGUSR1; 0: none kept.",
+        "in memory for the report written on SIGUSR1 or <base>/set/timeline_report; 0: none.",
     )
     path: Path | None = Field(
         None,
-        description="Where SIGUSR1 writes the timeline report; default "
+        description="Where the daemon writes the timeline report; default "
         "$STATE_DIRECTORY/timeline.html, else ~/.local/state/edge-agent/timeline.html.",
     )
