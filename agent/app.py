@@ -240,8 +240,8 @@ class LiveAgent:
 
         try:
             require_plotly()
-        except ReportError as err:  # an optional extra: the agent runs without it
-            _LOGGER.warning("no timeline report (report.minutes is set): %s", err)
+        except ReportError as err:  # an optional extra (64 MB): the agent runs without it
+            _LOGGER.info("timeline report off: %s", err)
             return None
         # Agent times are monotonic; the page shows local wall-clock time.
         timeline = Timeline(cfg.report.minutes, wall_offset_s=time.time() - time.monotonic())
