@@ -243,8 +243,7 @@ class LiveAgent:
         except ReportError as err:  # an optional extra (64 MB): the agent runs without it
             _LOGGER.info("timeline report off: %s", err)
             return None
-        # Agent times are monotonic; the page shows local wall-clock time.
-        timeline = Timeline(cfg.report.minutes, wall_offset_s=time.time() - time.monotonic())
+        timeline = Timeline(cfg.report.minutes, wall_clock=True)  # capture stamps: monotonic
         timeline.attach(self.pipeline)
         return timeline
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -152,12 +153,14 @@ class Timeline:
     Thread-safe: the audio worker records, another thread may take a :meth:`snapshot`.
     """
 
-    def __init__(self, minutes: float, *, wall_offset_s: float | None = None) -> None:
+    def __init__(self, minutes: float, *, wall_clock: bool = False) -> None:
+        """``wall_clock``: agent times are ``time.monotonic_ns()`` (live) and the page shows
+        local time; else they are media time (replay)."""
         if minutes <= 0:
             raise ValueError("a timeline needs a positive number of minutes")
         self.window_ns = int(minutes * 60e9)
         seconds = minutes * 60
-        self._wall_offset_s = wall_offset_s
+        self._wall_clock = wall_clock
         self._lock = threading.Lock()
         self._envelope = _Ring(int(seconds * ENVELOPE_PER_S) + 64, 4)
         self._timings = _Ring(int(seconds * TIMINGS_PER_S) + 64, 3)  # t_ns, stage id, ms
@@ -347,7 +350,9 @@ class Timeline:
                 ],
                 frames=[f for f in self._frames.values() if f.t_ns >= start],
                 decisions=[replace(d) for d in self._decisions if d.end_ns >= start],
-                wall_offset_s=self._wall_offset_s,
+                # Taken now, not at the start: a box without a real-time clock sets its wall
+                # clock by NTP after it booted (and the agent started).
+                wall_offset_s=time.time() - time.monotonic() if self._wall_clock else None,
                 settings=self._settings(),
             )
 
