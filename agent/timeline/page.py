@@ -19,7 +19,7 @@ from typing import Any
 
 from agent import __version__
 from agent.errors import ReportError
-from agent.timeline.trace import Decision, Snapshot
+from agent.timeline.trace import Decision, FrameShot, Snapshot
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -71,6 +71,13 @@ def heard(d: Decision) -> str:
     if d.candidate is not None:
         return f"not a phrase; closest {d.candidate}"
     return f"“{d.text}”" if d.text else "(no words)"
+
+
+def _face_text(shot: FrameShot) -> str:
+    if shot.box is not None:
+        return f"face {shot.score:.2f}"
+    # A presence check scores the best face without its box.
+    return f"face {shot.score:.2f} (presence check)" if shot.score > 0 else "no face"
 
 
 def write_report(snap: Snapshot, path: Path, *, title: str) -> int:
@@ -149,11 +156,7 @@ def render(snap: Snapshot, *, title: str) -> str:
             mode="markers",
             marker={"size": 4, "color": "#555"},
             name="analysed frame",
-            hovertext=[
-                f"frame {f.index} at {f.t_ns / 1e9:.2f} s: "
-                + (f"face {f.score:.2f}" if f.box is not None else f"score {f.score:.2f}")
-                for f in snap.frames
-            ],
+            hovertext=[f"frame {f.index}: {_face_text(f)}" for f in snap.frames],
             hoverinfo="text",
             showlegend=False,
         ),
