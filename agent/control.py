@@ -72,7 +72,7 @@ def _subscribe_fn(pub: ControlPublisher) -> Callable[[str, Callable[[str, bytes]
 
 def _on_press(button: ButtonEntity, press: Callable[[], None]) -> Callable[[str, bytes], None]:
     def handler(topic: str, payload: bytes) -> None:
-        # Home Assistant sends PRESS; any short payload counts, so `mosquitto_pub -n` works.
+        # Home Assistant sends PRESS; any payload counts (a press carries no value).
         _LOGGER.info("%s pressed over MQTT", button.key)
         press()
 
