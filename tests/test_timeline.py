@@ -100,6 +100,34 @@ def test_chatter_is_traced_as_not_a_command_with_the_recognizers_reason() -> Non
     assert snap.frames and all(f.score >= 0.6 for f in snap.frames)
 
 
+@pytest.mark.parametrize(
+    ("change", "outcome", "says"),
+    [
+        ({"fusion_threshold": 0.95}, "below_threshold", "rejected: below threshold (fused 0.89 <"),
+        ({"enabled": False}, "disabled", "rejected: event type disabled"),
+    ],
+)
+def test_run_time_settings_show_in_the_reason(
+    change: dict[str, object], outcome: str, says: str
+) -> None:
+    """What MQTT commands change (threshold, the type's switch) is why the command failed."""
+    sink = MemorySink()
+    pipeline = build_pipeline(AgentConfig(), sink)
+    if "enabled" in change:
+        pipeline.settings.set_enabled("voice_command", False)
+    else:
+        pipeline.settings.update(fusion_threshold=change["fusion_threshold"])
+    timeline = Timeline(1.0)
+    timeline.attach(pipeline)
+    scene = SAMPLES / "person_command"
+    replay(pipeline, scene / "video.avi", scene / "audio.wav")
+    [d] = timeline.snapshot().decisions
+    assert sink.events == [] and d.outcome == outcome and d.intent == "light_on"
+    assert verdict(d).startswith(says), verdict(d)
+    if outcome == "below_threshold":
+        assert d.fusion_threshold == 0.95
+
+
 def _frame(t_s: float, index: int) -> Frame:
     return Frame(int(t_s * 1e9), index, np.zeros((48, 64, 3), np.uint8))
 
