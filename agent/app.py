@@ -18,7 +18,7 @@ from typing import Any
 from agent.config.schema import AgentConfig
 from agent.core.clock import MonotonicClock
 from agent.core.settings import RuntimeSettings, Settings
-from agent.errors import ConfigError, EdgeAgentError, ModelError
+from agent.errors import ConfigError, EdgeAgentError, ModelError, ReportError
 from agent.extractors.speech import build_recognizer
 from agent.extractors.vad import Segmenter, SileroVad
 from agent.extractors.vision import FaceDetector
@@ -27,17 +27,21 @@ from agent.fusion.weighted import WeightedSum
 from agent.health.notify import Heartbeats, Notifier, Watchdog
 from agent.models.store import ModelStore
 from agent.pipeline import Decisions, Pipeline, Presence, StageTimes
+from agent.publish.outbox import default_outbox_path
 from agent.publish.sink import JsonLinesSink, Sink
 from agent.rules.base import Models, Parts, RuleContext, Window
 from agent.rules.registry import build_rules
 from agent.sources.files import VideoFileSource, WavFileSource
 from agent.sources.supervisor import Capture
 from agent.sync.ring import FrameRing
+from agent.timeline.trace import Timeline
 
 _LOGGER = logging.getLogger(__name__)
 
 # Per capture thread at shutdown; the whole stop stays below the unit's TimeoutStopSec=20.
 STOP_JOIN_S = 3.0
+# MQTT …/set/<key> (a Home Assistant button) that writes the timeline report, like SIGUSR1.
+TIMELINE_KEY = "timeline_report"
 
 
 def build_pipeline(
@@ -206,10 +210,20 @@ class LiveAgent:
                 from agent.models.drop import DropFolder
 
                 self.drop = DropFolder(cfg.models.drop_dir, self.updater, cfg.models.drop_poll_s)
+        self._write_timeline = threading.Event()
+        self.timeline = self._start_timeline(cfg)
         if self.publisher is not None:
             from agent.control import MqttControl
+            from agent.publish.discovery import ButtonEntity
 
-            self.control = MqttControl(cfg, self.publisher, self.pipeline, updates=True)
+            buttons = {}
+            if self.timeline is not None:
+                # Written on the main loop, like on SIGUSR1; the page stays on the box.
+                report = ButtonEntity(TIMELINE_KEY, "Write timeline report")
+                buttons[report] = self._write_timeline.set
+            self.control = MqttControl(
+                cfg, self.publisher, self.pipeline, updates=True, buttons=buttons
+            )
             presence = self.pipeline.presence_state
             if presence is not None and presence.enabled:
                 self.control.add_state(
@@ -217,6 +231,49 @@ class LiveAgent:
                 )
                 self.control.add_state("talking", "Talking", lambda: presence.talking)
         self._clock = MonotonicClock()
+
+    def _start_timeline(self, cfg: AgentConfig) -> Timeline | None:
+        """The bounded trace behind the SIGUSR1 timeline report (``report.minutes``)."""
+        if cfg.report.minutes <= 0:
+            return None
+        from agent.timeline.page import require_plotly
+
+        try:
+            require_plotly()
+        except ReportError as err:  # an optional extra (64 MB): the agent runs without it
+            _LOGGER.info("timeline report off: %s", err)
+            return None
+        timeline = Timeline(cfg.report.minutes, wall_clock=True)  # capture stamps: monotonic
+        timeline.attach(self.pipeline)
+        return timeline
+
+    def timeline_path(self) -> Path:
+        if self.cfg.report.path is not None:
+            return self.cfg.report.path
+        return default_outbox_path(dict(os.environ)).with_name("timeline.html")
+
+    def request_timeline(self, signum: int = 0, frame: FrameType | None = None) -> None:
+        self._write_timeline.set()  # written on the main loop, not inside the signal handler
+
+    def _timeline_report(self) -> None:
+        if self.timeline is None:
+            _LOGGER.warning(
+                "no timeline report to write (report.minutes is 0 or the 'report' extra "
+                "is missing)"
+            )
+            return
+        from agent.timeline.page import write_report
+
+        try:
+            write_report(
+                self.timeline.snapshot(),
+                self.timeline_path(),
+                title=f"edge-agent {self.cfg.device_id}: last {self.cfg.report.minutes:g} min",
+            )
+        except ReportError as err:
+            _LOGGER.error("%s", err)
+        except Exception:  # a diagnostic page must never take the daemon down
+            _LOGGER.exception("the timeline report failed")
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         _LOGGER.info("stopping (signal %d)", signum)
@@ -333,6 +390,7 @@ class LiveAgent:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         signal.signal(signal.SIGHUP, self.request_reload)
+        signal.signal(signal.SIGUSR1, self.request_timeline)
         self.capture = Capture(
             self.cfg.camera,
             self.cfg.microphone,
@@ -376,6 +434,9 @@ class LiveAgent:
                 if self._reload.is_set():
                     self._reload.clear()
                     self._reload_config()
+                if self._write_timeline.is_set():
+                    self._write_timeline.clear()
+                    self._timeline_report()
                 if self.control is not None:
                     self.control.tick()
                 if self.drop is not None:

@@ -49,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--broker", metavar="HOST:PORT", help="also publish the events to this broker")
     rp.add_argument("--realtime", action="store_true", help="pace the media at real time")
     rp.add_argument("--stats", action="store_true", help="print stage timings to stderr at the end")
+    rp.add_argument(
+        "--report",
+        type=Path,
+        metavar="HTML",
+        help="write the timeline report (frames, speech, scores, decisions and why) to this "
+        "self-contained HTML file; needs the 'report' extra (plotly)",
+    )
 
     demo = sub.add_parser(
         "demo", help="bundled sample scenes through the whole pipeline and a broker"
@@ -173,11 +180,27 @@ def _parse_broker(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _replay_minutes(audio: Path) -> float:
+    """A replay's report covers the whole recording (at most the last hour)."""
+    import wave
+
+    try:
+        with wave.open(str(audio), "rb") as wav:
+            seconds = wav.getnframes() / max(1, wav.getframerate())
+    except (OSError, EOFError, wave.Error):
+        seconds = 0.0  # replay itself reports the unreadable file
+    return min(60.0, max(1.0, seconds / 60 + 0.1))
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from agent.app import build_pipeline, replay
     from agent.publish.sink import FanOut, JsonLinesSink, Sink
 
     cfg = _config(args.config)
+    if args.report is not None:
+        from agent.timeline.page import require_plotly
+
+        require_plotly()
     publisher = None
     sink: Sink = JsonLinesSink(sys.stdout)
     if args.broker:
@@ -190,8 +213,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         publisher = MqttPublisher(mqtt_cfg, cfg.device_id, outbox=Outbox(None))
         publisher.start()
         sink = FanOut(sink, publisher)
+    timeline = None
     try:
         pipeline = build_pipeline(cfg, sink)
+        if args.report is not None:
+            from agent.timeline.trace import Timeline
+
+            timeline = Timeline(_replay_minutes(args.audio))
+            timeline.attach(pipeline)
         report = replay(pipeline, args.video, args.audio, realtime=args.realtime)
     finally:
         undelivered = 0
@@ -212,6 +241,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         report.cpu_s / max(report.media_s, 1e-9),
         pipeline.decisions.emitted,
     )
+    if timeline is not None:
+        from agent.timeline.page import write_report
+
+        size = write_report(
+            timeline.snapshot(), args.report, title=f"edge-agent replay: {args.audio.name}"
+        )
+        print(f"timeline report: {args.report} ({size // 1024} KB)", file=sys.stderr)
     if args.stats:
         stats = {
             "media_s": round(report.media_s, 3),

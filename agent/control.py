@@ -19,7 +19,7 @@ from agent.core.settings import RuntimeSettings
 from agent.errors import PublishError
 from agent.pipeline import Pipeline
 from agent.publish.commands import CommandHandler, default_commands
-from agent.publish.discovery import BinaryState, Discovery, EventEntity
+from agent.publish.discovery import BinaryState, ButtonEntity, Discovery, EventEntity
 from agent.publish.outbox import default_outbox_path
 from agent.publish.stats import Rate, Stats, recent_median_ms
 from agent.publish.topics import Topics
@@ -70,6 +70,15 @@ def _subscribe_fn(pub: ControlPublisher) -> Callable[[str, Callable[[str, bytes]
     return subscribe
 
 
+def _on_press(button: ButtonEntity, press: Callable[[], None]) -> Callable[[str, bytes], None]:
+    def handler(topic: str, payload: bytes) -> None:
+        # Home Assistant sends PRESS; any payload counts (a press carries no value).
+        _LOGGER.info("%s pressed over MQTT", button.key)
+        press()
+
+    return handler
+
+
 def _is_online(supervisor: Any) -> Callable[[], bool]:
     return lambda: bool(supervisor.state == "online")
 
@@ -81,9 +90,13 @@ class MqttControl:
         publisher: ControlPublisher,
         pipeline: Pipeline,
         updates: bool = False,
+        buttons: dict[ButtonEntity, Callable[[], None]] | None = None,
     ) -> None:
         self.cfg = cfg
         self._updates = updates  # a model updater answers …/set/model_update
+        # Actions (HA buttons): pressed on the MQTT network thread, so each must only flag
+        # work for the main loop.
+        self._buttons = dict(buttons or {})
         self.publisher = publisher
         self.pipeline = pipeline
         base = publisher.topics.base
@@ -94,7 +107,11 @@ class MqttControl:
                 pipeline.settings,
                 _publish_fn(publisher),
                 default_commands([e.type for e in self._event_entities()]),
-                handled_elsewhere=("model_update", "model_update_install"),
+                handled_elsewhere=(
+                    "model_update",
+                    "model_update_install",
+                    *(b.key for b in self._buttons),
+                ),
                 persist_to=settings_path() if cfg.control.persist else None,
             )
             if cfg.control.commands
@@ -165,6 +182,8 @@ class MqttControl:
         pub = self.publisher
         if self.commands is not None:
             self.commands.attach(_subscribe_fn(pub))
+        for button, press in self._buttons.items():
+            pub.subscribe(f"{pub.topics.base}/set/{button.key}", _on_press(button, press))
         self.discovery = Discovery(
             self.cfg.homeassistant,
             pub.topics,
@@ -175,6 +194,7 @@ class MqttControl:
             metrics=self.stats.metrics,
             stats_topic=self.stats.topic,
             updates=self._updates,
+            buttons=tuple(self._buttons),
         )
         self.discovery.attach(_publish_fn(pub), _subscribe_fn(pub))
         pub.add_connect_hook(self._on_connect)

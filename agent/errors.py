@@ -7,7 +7,8 @@ EdgeAgentError
 ├── RuntimeBackendError    an inference back-end is missing or failed
 ├── SourceError            a camera, microphone or media file cannot be read
 ├── ExtractorError         pre/post-processing or engine failure
-└── PublishError           MQTT connection or publish failure
+├── PublishError           MQTT connection or publish failure
+└── ReportError            the timeline report cannot be written (plotly missing, disk)
 """
 
 from __future__ import annotations
@@ -47,3 +48,7 @@ class ExtractorError(EdgeAgentError):
 
 class PublishError(EdgeAgentError):
     """The MQTT connection or a publish failed."""
+
+
+class ReportError(EdgeAgentError):
+    """The timeline report cannot be made or written."""

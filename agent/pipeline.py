@@ -110,10 +110,15 @@ class StageTimes:
     samples: dict[str, deque[float]] = field(default_factory=dict)
     totals: dict[str, int] = field(default_factory=dict)
 
+    # Sees each timing as it is taken (the timeline report, ``agent.timeline``).
+    listener: Callable[[str, float], None] | None = None
+
     def add(self, stage: str, started_ns: int) -> None:
         ms = (time.perf_counter_ns() - started_ns) / 1e6
         self.samples.setdefault(stage, deque(maxlen=self.KEEP)).append(ms)
         self.totals[stage] = self.totals.get(stage, 0) + 1
+        if self.listener is not None:
+            self.listener(stage, ms)
 
     def median_ms(self) -> dict[str, float]:
         return {k: statistics.median(v) for k, v in self.samples.items() if v}
@@ -213,6 +218,10 @@ class Pipeline:
         for rule in self._listeners:
             rule.on_audio(chunk)
         self._track_presence()
+        if self.ctx.observer is not None:
+            self.ctx.observer.audio(
+                chunk, self._segmenter.last_probability, self._segmenter.in_speech
+            )
         self._progress("audio")
 
     def idle(self) -> bool:
@@ -254,6 +263,8 @@ class Pipeline:
                 score = self.ctx.scorer.person_score(frame.image)
                 tracker.scored(frame, score)
                 self.times.add("presence_frame", started)
+                if self.ctx.observer is not None:
+                    self.ctx.observer.frame_scored(frame, None, score)
             else:
                 score = tracker.last_score
                 self.times.add("presence_still", started)
@@ -306,10 +317,12 @@ class Pipeline:
             if self.on_decision is not None:
                 self.on_decision(seg, rec, None, None)
             self.decisions.rejected_speech += 1
+            self.ctx.note("speech", seg.start_ns, seg.end_ns, "not_a_command", rec.reason)
             _LOGGER.info("speech %s is not a command (%s)", heard.span, rec.reason or "no intent")
             return
         if not self.settings.current.is_enabled(rule.TYPE):
             if self.on_decision is not None:
                 self.on_decision(seg, rec, None, None)
+            self.ctx.note(rule.TYPE, seg.start_ns, seg.end_ns, "disabled", rule.TYPE)
             return
         rule.on_speech(heard)

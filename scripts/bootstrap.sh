@@ -26,6 +26,9 @@ pkgs=(python3 python3-venv python3-dev gcc portaudio19-dev mosquitto)
 [ "$dev" = 1 ] && pkgs+=(espeak-ng sox pocketsphinx-testdata alsa-utils)
 # More synthetic voice families (agent/training/voices.py): Festival's ked, flite (evaluation only).
 [ "$dev" = 1 ] && pkgs+=(festival festvox-kdlpc16k flite)
+# Headless Chromium renders the timeline report page in tests/test_timeline.py (the DOM after
+# its inlined plotly.js ran); fonts-liberation gives it text to measure without recommends.
+[ "$dev" = 1 ] && pkgs+=(chromium fonts-liberation)
 if [ "$voices" = 1 ]; then
   # RHVoice alan/bdl/clb (LGPL-2.1+), Pico (Apache-2.0), MBROLA en1: only their synthetic
   # speech is used, for training; none of them ships with the agent.

@@ -24,7 +24,13 @@ from agent.core.settings import RuntimeSettings, Settings
 from agent.events.types import AudioEvidence, FusionInfo, ImageEvidence, VoiceCommand
 from agent.publish.broker import LocalBroker
 from agent.publish.commands import CommandHandler
-from agent.publish.discovery import AVAILABILITY_TEMPLATE, BinaryState, Discovery, EventEntity
+from agent.publish.discovery import (
+    AVAILABILITY_TEMPLATE,
+    BinaryState,
+    ButtonEntity,
+    Discovery,
+    EventEntity,
+)
 from agent.publish.mqtt import MqttPublisher
 from agent.publish.stats import Stats
 from agent.publish.subscriber import Collector
@@ -161,6 +167,17 @@ PLATFORMS: dict[str, tuple[list[str], dict[str, Any]]] = {
             "retain": {"type": "boolean"},
             "unit_of_measurement": STRING,
             "value_template": TEMPLATE,
+        },
+    ),
+    # homeassistant/components/mqtt/button.py of 2024.1.
+    "button": (
+        ["command_topic"],
+        {
+            "command_topic": TOPIC,
+            "command_template": TEMPLATE,
+            "device_class": {"enum": ["identify", "restart", "update"]},
+            "payload_press": STRING,
+            "retain": {"type": "boolean"},
         },
     ),
     # homeassistant/components/mqtt/update.py of 2024.1 (PLATFORM_SCHEMA_MODERN).
@@ -396,3 +413,18 @@ def test_published_retained_and_republished_when_home_assistant_comes_online(
     finally:
         ha.close()
         pub.close()
+
+
+def test_a_button_matches_home_assistant_schema() -> None:
+    topics = Topics.for_device("edge-agent", "box-1")
+    d = Discovery(
+        HomeAssistantConfig(),
+        topics,
+        "box-1",
+        buttons=[ButtonEntity("timeline_report", "Write timeline report")],
+    )
+    [(topic, cfg)] = d.configs()
+    assert check_config(topic, cfg) == "button"
+    assert topic == "homeassistant/button/box-1/timeline_report/config"
+    assert cfg["command_topic"] == "edge-agent/box-1/set/timeline_report"
+    assert cfg["payload_press"] == "PRESS" and cfg["entity_category"] == "diagnostic"

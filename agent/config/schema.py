@@ -19,6 +19,7 @@ from agent.config.sections import (
     ModelsConfig,
     PoseConfig,
     PresenceConfig,
+    ReportConfig,
     VadConfig,
     VisionConfig,
     WakeWordConfig,
@@ -82,6 +83,9 @@ class AgentConfig(Section):
         description="Inference back-ends: onnxruntime providers, LiteRT delegates, threads.",
     )
     health: HealthConfig = Field(default_factory=HealthConfig, description="Watchdog.")
+    report: ReportConfig = Field(
+        default_factory=ReportConfig, description="The timeline report (why a decision went so)."
+    )
 
     @field_validator("intents")
     @classmethod

@@ -277,3 +277,18 @@ class HealthConfig(Section):
         le=600,
         description="A stage with no progress for this long stops the watchdog ping.",
     )
+
+
+class ReportConfig(Section):
+    minutes: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="Minutes of the timeline (frames, speech, scores, decisions, timings) kept "
+        "in memory for the report written on SIGUSR1 or <base>/set/timeline_report; 0: none.",
+    )
+    path: Path | None = Field(
+        None,
+        description="Where the daemon writes the timeline report; default "
+        "$STATE_DIRECTORY/timeline.html, else ~/.local/state/edge-agent/timeline.html.",
+    )

@@ -8,6 +8,7 @@ Entities:
 - ``binary_sensor``: one per ``…/state/<key>`` state (``ON``/``OFF``).
 - ``sensor``: one per stats metric, read from ``…/stats`` (diagnostic).
 - ``switch`` / ``number``: one per command (``…/set/<key>``, state on ``…/state/<key>``).
+- ``button``: one per action (``PRESS`` on ``…/set/<key>``), e.g. "Write timeline report".
 
 Availability follows ``…/status``. Home Assistant accepts one "available" and one "not
 available" payload and ignores any other, so a bare ``stopped`` would leave the entities
@@ -65,6 +66,15 @@ class EventEntity:
     subtype_field: str = "intent"
 
 
+@dataclass(frozen=True, slots=True)
+class ButtonEntity:
+    """An action without a state: Home Assistant's button publishes ``PRESS`` to
+    ``…/set/<key>``."""
+
+    key: str
+    name: str
+
+
 def safe_id(text: str) -> str:
     """Characters Home Assistant accepts in node and object ids."""
     return _SAFE.sub("_", text)
@@ -84,6 +94,7 @@ class Discovery:
         metrics: Sequence[Metric] = (),
         stats_topic: str | None = None,
         updates: bool = False,
+        buttons: Sequence[ButtonEntity] = (),
     ) -> None:
         self.cfg = cfg
         self.topics = topics
@@ -96,6 +107,7 @@ class Discovery:
         self._metrics = tuple(metrics)
         self._stats_topic = stats_topic or f"{topics.base}/stats"
         self._updates = updates
+        self._buttons = tuple(buttons)
         self.published = 0
 
     # -- payloads --------------------------------------------------------------
@@ -216,6 +228,21 @@ class Discovery:
             else:
                 cfg.update(min=c.minimum, max=c.maximum, step=c.step, mode="box")
                 out.append((self.topic("number", oid), cfg))
+        for b in self._buttons:
+            oid = safe_id(b.key)
+            out.append(
+                (
+                    self.topic("button", oid),
+                    {
+                        **self._common(oid, b.name),
+                        "command_topic": f"{self._command_base}/set/{b.key}",
+                        "payload_press": "PRESS",
+                        "entity_category": "diagnostic",
+                        "qos": 1,
+                        "retain": False,
+                    },
+                )
+            )
         return out
 
     # -- publishing ------------------------------------------------------------

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -56,6 +56,30 @@ class Models:
 DecisionHook = Callable[["SpeechSegment", "Recognition", float | None, float | None], None]
 """``(segment, recognition, x_image, fused score)`` per decided speech segment; the scores are
 None when the recognizer rejected the segment or no fused voice_command decision was made."""
+
+
+Outcome = Literal[
+    "accepted", "not_a_command", "disabled", "nobody_in_view", "below_threshold", "cooled_down"
+]
+"""How a decision ended, for :class:`Observer` (the counters in ``Decisions`` say how often)."""
+
+
+class Observer(Protocol):
+    """Watches the decisions without taking part (the timeline report, ``agent.timeline``).
+
+    Called on the worker that decides, so an implementation must be quick and must not raise.
+    """
+
+    def audio(self, chunk: AudioChunk, vad_probability: float, in_speech: bool) -> None:
+        """Every audio chunk, after the VAD and the decisions it led to."""
+
+    def frame_scored(self, frame: Frame, face: Detection | None, score: float) -> None:
+        """A frame the face detector looked at (presence or an utterance's window)."""
+
+    def outcome(
+        self, event_type: str, start_ns: int, end_ns: int, outcome: Outcome, detail: str
+    ) -> None:
+        """How one decision ended (speech from ``start_ns`` to ``end_ns`` or a wake word)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +165,7 @@ class RuleContext:
     times: StageTimes
     decisions: Decisions
     on_decision: DecisionHook | None = None
+    observer: Observer | None = None
     _faces: dict[int, Detection | None] = field(default_factory=dict, init=False, repr=False)
 
     def frames_around(self, seg: SpeechSegment, cap: int) -> list[Frame]:
@@ -189,6 +214,8 @@ class RuleContext:
             started = time.perf_counter_ns()
             face = self.scorer.best_face(frame.image)
             self.times.add("vision_frame", started)
+            if self.observer is not None:
+                self.observer.frame_scored(frame, face, face.score if face is not None else 0.0)
             self._faces[frame.t_ns] = face
             while len(self._faces) > FACE_CACHE:  # oldest first (insertion order)
                 del self._faces[next(iter(self._faces))]
@@ -214,8 +241,22 @@ class RuleContext:
             facing=sum(f.facing for f in seen) / len(seen) if seen else 0.0,
         )
 
+    def note(
+        self, event_type: str, start_ns: int, end_ns: int, outcome: Outcome, detail: str = ""
+    ) -> None:
+        """Tell the observer (if any) how a decision ended."""
+        if self.observer is not None:
+            self.observer.outcome(event_type, start_ns, end_ns, outcome, detail)
+
     def emit(self, event: Event, span: str) -> None:
         self.decisions.emitted += 1
+        self.note(
+            event.type,
+            round(event.start * 1e9),
+            round(event.end * 1e9),
+            "accepted",
+            f"{event.intent} ({event.confidence:.2f})",
+        )
         _LOGGER.info(
             "%s %s (%r) at %s, confidence %.2f",
             event.type,

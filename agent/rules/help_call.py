@@ -81,10 +81,12 @@ class HelpCallRule(Rule):
         )
         if not d.accepted:
             ctx.decisions.below_threshold += 1
+            ctx.note(self.TYPE, seg.start_ns, seg.end_ns, "below_threshold", d.reason)
             _LOGGER.info("heard %r at %s: no help_call (%s)", rec.text, heard.span, d.reason)
             return
         if not self._cooldown.allow(self.TYPE, seg.start_ns):
             ctx.decisions.cooled_down += 1
+            ctx.note(self.TYPE, seg.start_ns, seg.end_ns, "cooled_down", self.TYPE)
             return
         event = HelpCall(
             device=ctx.device,

@@ -76,6 +76,13 @@ class VoiceCommandRule(Rule):
             ctx.on_decision(seg, said, x_image, fused.score)
         if now.require_person and not person.with_person:
             ctx.decisions.nobody_in_view += 1
+            ctx.note(
+                self.TYPE,
+                seg.start_ns,
+                seg.end_ns,
+                "nobody_in_view",
+                f"no face in {person.analysed} frames",
+            )
             _LOGGER.info(
                 "heard %r (%s) at %s but nobody was in view (%d frames)",
                 rec.text,
@@ -86,6 +93,13 @@ class VoiceCommandRule(Rule):
             return
         if fused.score < now.fusion_threshold:
             ctx.decisions.below_threshold += 1
+            ctx.note(
+                self.TYPE,
+                seg.start_ns,
+                seg.end_ns,
+                "below_threshold",
+                f"fused {fused.score:.2f} < {now.fusion_threshold:.2f}",
+            )
             _LOGGER.info(
                 "heard %r at %s: fused %.2f < %.2f (image %.2f, audio %.2f)",
                 rec.text,
@@ -98,6 +112,7 @@ class VoiceCommandRule(Rule):
             return
         if not self._cooldown.allow(rec.intent, seg.start_ns):
             ctx.decisions.cooled_down += 1
+            ctx.note(self.TYPE, seg.start_ns, seg.end_ns, "cooled_down", rec.intent)
             return
         event = VoiceCommand(
             device=ctx.device,

@@ -80,10 +80,12 @@ class WakeWordRule(Rule):
         span = f"{lo / 1e9:.2f}-{t_ns / 1e9:.2f}s"
         if self._require_person and not person.with_person:
             ctx.decisions.nobody_in_view += 1
+            ctx.note(self.TYPE, lo, t_ns, "nobody_in_view", det.name)
             _LOGGER.info("wake word %s at %s but nobody was in view", det.name, span)
             return
         if fused.score < now.fusion_threshold:
             ctx.decisions.below_threshold += 1
+            ctx.note(self.TYPE, lo, t_ns, "below_threshold", f"{det.name} {fused.score:.2f}")
             _LOGGER.info("wake word %s at %s: fused %.2f too low", det.name, span, fused.score)
             return
         phrase = self._phrases.get(det.name, det.name)
