@@ -1,0 +1,258 @@
+"""Idle gating: frames kept as JPEG, the VAD's energy gate, motion-gated presence, batched
+idle audio and an MQTT thread that sleeps until woken. Real parts where there are any (the
+sample videos' MJPEG, the MJPEG test camera, Silero, Mosquitto); fakes only for counting."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from agent.config.capture import CameraConfig, MicrophoneConfig
+from agent.config.sections import PresenceConfig, VadConfig
+from agent.core.clock import MonotonicClock
+from agent.core.media import AUDIO_RATE, AudioChunk, Frame
+from agent.extractors.vad import WINDOW, Segmenter, SileroVad
+from agent.models.store import ModelStore
+from agent.pipeline import Presence
+from agent.publish.broker import LocalBroker
+from agent.sources.files import VideoFileSource, read_wav
+from agent.sources.supervisor import MicrophoneSupervisor
+
+SAMPLES = Path(__file__).resolve().parents[1] / "agent" / "samples"
+
+
+def test_mjpeg_file_frames_stay_jpeg_until_used() -> None:
+    lazy = VideoFileSource(SAMPLES / "person_command" / "video.avi")
+    eager = VideoFileSource(SAMPLES / "person_command" / "video.avi", compressed=False)
+    try:
+        assert lazy.compressed and not eager.compressed
+        for _ in range(5):
+            a, b = lazy.read(), eager.read()
+            assert a is not None and b is not None
+            assert not a.decoded and b.decoded
+            assert a.nbytes < b.nbytes / 5  # JPEG, not 320x240x3
+            thumb = a.thumbnail()
+            assert thumb.shape == (30, 40) and not a.decoded  # motion checks do not decode
+            img = a.image
+            assert a.decoded and img.shape == b.image.shape
+            # libjpeg and FFmpeg convert YUV to BGR a level or so apart (measured 1.03).
+            assert float(np.mean(np.abs(img.astype(int) - b.image.astype(int)))) < 2.0
+    finally:
+        lazy.close()
+        eager.close()
+
+
+def test_frame_needs_an_image_or_jpeg() -> None:
+    with pytest.raises(ValueError, match="image or its JPEG"):
+        Frame(0, 0)
+    bad = Frame(0, 0, jpeg=np.frombuffer(b"\xff\xd8 not really", np.uint8))
+    with pytest.raises(ValueError, match="undecodable"):
+        _ = bad.image
+
+
+def test_live_mjpeg_camera_keeps_jpeg(tmp_path: Path) -> None:
+    from agent.sources.camera import OpenCvCamera
+    from testbed import free_port, start_mjpeg, stop
+
+    port = free_port()
+    server = start_mjpeg(port, SAMPLES / "person_command" / "video.avi", fps=10)
+    try:
+        url = f"http://127.0.0.1:{port}/stream.mjpg"
+        cam = _open_when_up(lambda: OpenCvCamera(CameraConfig(source=url), MonotonicClock()))
+        off = _open_when_up(
+            lambda: OpenCvCamera(CameraConfig(source=url, compressed_ring=False), MonotonicClock())
+        )
+        try:
+            assert cam.compressed and not off.compressed
+            frame = cam.read()
+            assert not frame.decoded and frame.image.shape == (240, 320, 3)
+            assert off.read().decoded
+        finally:
+            cam.close()
+            off.close()
+    finally:
+        stop(server)
+
+
+def _open_when_up(make):  # type: ignore[no-untyped-def]
+    from agent.errors import SourceError
+
+    for _ in range(50):  # the server needs a moment to listen
+        try:
+            return make()
+        except SourceError:
+            time.sleep(0.1)
+    return make()
+
+
+class _CountingVad:
+    def __init__(self, inner: SileroVad) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def skip(self, window: np.ndarray) -> None:
+        self.inner.skip(window)
+
+    def __call__(self, window: np.ndarray) -> float:
+        self.calls += 1
+        return self.inner(window)
+
+
+def _room_noise(seconds: float, dbfs: float = -50.0) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal(int(seconds * AUDIO_RATE))
+    f = np.fft.rfft(w)
+    f[1:] /= np.sqrt(np.arange(1, len(f)))  # pink, like a room
+    x = np.fft.irfft(f, len(w))
+    x = x / np.sqrt(np.mean(x**2)) * 32768 * 10 ** (dbfs / 20)
+    return x
+
+
+def _cut(samples: np.ndarray, gate_db: float) -> tuple[list[tuple[int, int]], _CountingVad]:
+    vad = _CountingVad(SileroVad(ModelStore().load("silero_vad_int8")[0]))
+    seg = Segmenter(VadConfig(gate_db=gate_db), vad)
+    out: list[tuple[int, int]] = []
+    for i in range(0, len(samples), WINDOW):
+        chunk = AudioChunk(i * 1_000_000_000 // AUDIO_RATE, i, samples[i : i + WINDOW])
+        out += [(s.start_ns, s.end_ns) for s in seg.feed(chunk)]
+    out += [(s.start_ns, s.end_ns) for s in seg.flush()]
+    return out, vad
+
+
+def test_energy_gate_skips_the_model_in_a_quiet_room_and_keeps_speech() -> None:
+    speech = read_wav(SAMPLES / "person_command" / "audio.wav").astype(np.float64)
+    noise = _room_noise(16.0)
+    mix = noise.copy()
+    mix[6 * AUDIO_RATE : 6 * AUDIO_RATE + len(speech)] += speech  # after the floor is known
+    audio = np.clip(mix, -32768, 32767).astype(np.int16)
+    gated, vad_gated = _cut(audio, gate_db=8.0)
+    plain, vad_plain = _cut(audio, gate_db=0.0)
+    assert plain, "the sample's command must be found"
+    assert gated == plain  # the same utterances, to the window
+    windows = len(audio) // WINDOW
+    assert vad_plain.calls == windows
+    assert vad_gated.calls < windows / 2  # most room-noise windows never reach the model
+
+
+def test_presence_runs_the_detector_only_when_the_picture_moves() -> None:
+    cap = cv2.VideoCapture(str(SAMPLES / "person_arrives" / "video.avi"))
+    images = []
+    while len(images) < 70:
+        ok, img = cap.read()
+        if not ok:
+            break
+        images.append(img)
+    cap.release()
+    empty, person = images[0], images[-1]  # nobody at 0 s; someone by 6.9 s
+    tracker = Presence(PresenceConfig(motion_threshold=1.5, refresh_s=30))
+    runs: list[int] = []
+
+    def check(i: int, img: np.ndarray) -> None:
+        frame = Frame(i * 1_000_000_000, i, img)
+        assert tracker.fresh(frame)
+        if tracker.changed(frame):
+            runs.append(i)
+            tracker.scored(frame, 0.9 if img is person else 0.0)
+
+    for i in range(5):
+        check(i, empty)  # a still, empty room: one run, then the answer stands
+    check(5, person)  # someone came in
+    for i in range(6, 10):
+        check(i, person)
+    check(40, person)  # refresh_s passed
+    assert runs == [0, 5, 40]
+    assert tracker.still == 8 and tracker.last_score == 0.9
+
+
+class _QueuedMic:
+    """Chunks captured in real time into a queue, like PortAudio's callback."""
+
+    name = "fake"
+    live = True
+
+    def __init__(self, chunks: int) -> None:
+        self.total = chunks
+        self.delivered = 0
+        self.reads = 0
+        self._t0 = time.monotonic()
+
+    def waiting(self) -> int:
+        ready = int((time.monotonic() - self._t0) / 0.032)
+        return max(0, min(self.total, ready) - self.delivered)
+
+    def read(self) -> AudioChunk | None:
+        self.reads += 1
+        if self.delivered >= self.total:
+            return None
+        while self.waiting() == 0:
+            time.sleep(0.002)
+        i = self.delivered
+        self.delivered += 1
+        return AudioChunk(i * 32_000_000, i * 512, np.zeros(512, np.int16))
+
+    def close(self) -> None:
+        pass
+
+
+def test_idle_audio_is_taken_in_batches_and_nothing_is_lost() -> None:
+    got: list[AudioChunk] = []
+    done = threading.Event()
+    mic = _QueuedMic(40)
+    wakes = []
+
+    def idle() -> bool:
+        wakes.append(mic.waiting())
+        return True
+
+    sup = MicrophoneSupervisor(
+        MicrophoneConfig(idle_batch_ms=96),
+        MonotonicClock(),
+        got.append,
+        opener=lambda c, k: mic,  # type: ignore[arg-type,return-value]
+        on_end=done.set,
+        idle=idle,
+    )
+    sup.start()
+    assert done.wait(20)
+    sup.stop()
+    assert [c.first_sample for c in got] == [i * 512 for i in range(40)]
+    # After each idle wait several chunks are already queued: read back to back.
+    assert sum(1 for n in wakes if n >= 1) >= 10
+
+
+def test_mqtt_thread_sleeps_until_a_message_is_stored(broker: LocalBroker) -> None:
+    from agent.config.mqtt import MqttConfig
+    from agent.publish.mqtt import MqttPublisher
+    from agent.publish.subscriber import Collector
+
+    host, port = broker.host, broker.port
+    cfg = MqttConfig(host=host, port=port)
+    pub = MqttPublisher(cfg, "idle-test")
+    turns = 0
+    inner = pub._service
+
+    def counting(timeout: float):  # type: ignore[no-untyped-def]
+        nonlocal turns
+        turns += 1
+        return inner(timeout)
+
+    pub._service = counting  # type: ignore[method-assign]
+    col = Collector(host, port, "edge-agent/idle-test/probe").start()
+    try:
+        pub.start()
+        assert pub.connected
+        time.sleep(0.5)
+        before = turns
+        time.sleep(2.0)
+        # Polling every 20 ms would be ~100 turns; asleep in select() it is a handful.
+        assert turns - before <= 10
+        pub.publish_raw("edge-agent/idle-test/probe", "x", qos=1)
+        assert col.wait_for("edge-agent/idle-test/probe", timeout=5.0)
+    finally:
+        pub.close()
+        col.stop()
