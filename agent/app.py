@@ -130,7 +130,9 @@ def replay(
             while nxt is not None and nxt.t_ns <= chunk.end_ns:
                 pipeline.on_frame(nxt)
                 frames += 1
+                started = time.perf_counter_ns()
                 nxt = vsrc.read()
+                pipeline.times.add("frame_read", started)  # the camera's share, as live
             pipeline.on_audio(chunk)
             chunks += 1
         # Decide the last utterance before trailing video could push its frames out of the ring.

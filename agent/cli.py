@@ -88,6 +88,20 @@ def _parser() -> argparse.ArgumentParser:
         help="instead: replay the scenes with events RUNS times in real time through a local "
         "broker and print end-of-speech -> subscriber latency (p50/p95)",
     )
+    bench.add_argument(
+        "--scenes",
+        metavar="LIST",
+        help="instead: bench scenes in real time through a local broker, comma-separated from "
+        "idle, standard, busy, pairsN (N standard pairs in one process), or 'all' "
+        "(= idle,standard,busy,pairs4): CPU-s per media s, p50/p95 latency to a subscriber, "
+        "RSS, ring memory, per-stage ms and the overhead ratio",
+    )
+    bench.add_argument(
+        "--seconds",
+        type=float,
+        default=60.0,
+        help="length of each bench scene (--scenes) in seconds (default 60)",
+    )
 
     models = sub.add_parser("models", help="model store")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
@@ -291,6 +305,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         else:
             print_latency(lat)
         return EX_OK
+    if args.scenes is not None:
+        return _bench_scenes(args)
     scene = SAMPLES / args.scene
     if not (scene / "scene.json").is_file():
         raise ConfigError([f"--scene: no sample scene {args.scene!r} in {SAMPLES}"])
@@ -304,6 +320,37 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
     else:
         print_table(result)
+    return EX_OK
+
+
+def _bench_scenes(args: argparse.Namespace) -> int:
+    import re
+
+    from agent.bench_scenes import SCENES, print_scenes, run_scenes
+
+    names = list(SCENES) if args.scenes == "all" else [n.strip() for n in args.scenes.split(",")]
+    bad = [n for n in names if n not in SCENES[:3] and not re.fullmatch(r"pairs([1-9]|1[0-6])", n)]
+    if bad or not names:
+        raise ConfigError(
+            [
+                f"--scenes: unknown {', '.join(bad) or 'empty list'}; use idle, standard, busy, "
+                "pairs1-pairs16 or all"
+            ]
+        )
+    if not 10 <= args.seconds <= 3600:
+        raise ConfigError([f"--seconds: expected 10-3600, got {args.seconds:g}"])
+    rows = run_scenes(
+        _config(args.config),
+        names,
+        seconds=args.seconds,
+        progress=lambda n: print(
+            f"bench scene {n} ({args.seconds:g} s in real time)...", file=sys.stderr
+        ),
+    )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_scenes(rows)
     return EX_OK
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from agent.bench import bench_models
 from agent.config.runtimes import RuntimesConfig
 from agent.models.store import ModelStore
@@ -86,3 +88,30 @@ def test_cli_bench_latency_through_a_real_broker() -> None:
     assert set(result["by_type"]) == {"voice_command", "help_call"}
     bad = run_agent("bench", "--latency", "0", timeout=60)
     assert bad.returncode == 78 and "--latency" in bad.stderr
+
+
+def test_cli_bench_scenes_in_real_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short idle, standard and two-pair scenes, made from the samples and replayed in real
+    time through a real broker: every command arrives with a latency, the idle room gives no
+    event, and every figure is there (the figures themselves are only reported)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # where the scenes are made
+    res = run_agent(
+        "bench", "--scenes", "idle,standard,pairs2", "--seconds", "12", "--json", timeout=400
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = {r["scene"]: r for r in json.loads(res.stdout)}
+    assert set(rows) == {"idle", "standard", "pairs2"}
+    assert rows["idle"]["events"] == rows["idle"]["commands"] == 0
+    assert rows["standard"]["commands"] == 1 and rows["pairs2"]["commands"] == 2
+    for name in ("standard", "pairs2"):
+        r = rows[name]
+        assert r["events"] == r["commands"]
+        assert r["latency_ms"]["p95"] > 0
+        assert "vision_frame" in r["stage_median_ms"]
+    for r in rows.values():
+        assert r["cpu_s_per_media_s"] > 0 and r["rss_mb"] > 0 and r["overhead"] > 0
+        assert 0 < r["ring_mb"] < 50
+    cached = list((tmp_path / "edge-agent" / "bench").iterdir())
+    assert sorted(p.name for p in cached) == ["idle-12s-v1", "standard-12s-v1"]
+    bad = run_agent("bench", "--scenes", "idle,lazy", timeout=60)
+    assert bad.returncode == 78 and "lazy" in bad.stderr

@@ -256,3 +256,25 @@ def test_mqtt_thread_sleeps_until_a_message_is_stored(broker: LocalBroker) -> No
     finally:
         pub.close()
         col.stop()
+
+
+def test_ring_keeps_decoded_images_only_for_recent_frames() -> None:
+    from agent.sync.ring import KEEP_DECODED_NS, FrameRing
+
+    src = VideoFileSource(SAMPLES / "person_command" / "video.avi")
+    ring = FrameRing(10.0)
+    try:
+        frames = []
+        for _ in range(50):  # 5 s at 10 fps
+            f = src.read()
+            assert f is not None
+            _ = f.image  # analysed
+            frames.append(f)
+            ring.push(f)
+    finally:
+        src.close()
+    newest = frames[-1].t_ns
+    for f in frames:
+        assert f.decoded == (f.t_ns >= newest - KEEP_DECODED_NS)
+    assert frames[0].image.shape == (240, 320, 3)  # decodes again when asked
+    assert ring.nbytes() < 25 * 240 * 320 * 3

@@ -43,25 +43,28 @@ class Frame:
 
     @property
     def image(self) -> npt.NDArray[np.uint8]:
-        """The decoded image (decoded once, on first use; two threads may race to the same
-        result, which is harmless)."""
-        if self._image is None:
+        """The decoded image (decoded on first use, kept until ``compact``; threads may
+        race to decode the same frame, which is harmless)."""
+        image = self._image  # one read: compact() may clear the attribute meanwhile
+        if image is None:
             import cv2
 
             assert self._jpeg is not None
-            image = cv2.imdecode(self._jpeg, cv2.IMREAD_COLOR)
-            if image is None:
+            decoded = cv2.imdecode(self._jpeg, cv2.IMREAD_COLOR)
+            if decoded is None:
                 raise ValueError(f"frame {self.index}: undecodable JPEG")
-            self._image = np.ascontiguousarray(image)
-        return self._image
+            image = np.ascontiguousarray(decoded)
+            self._image = image
+        return image
 
     def thumbnail(self, width: int = 40, height: int = 30) -> npt.NDArray[np.float32]:
         """A tiny grey version for motion checks; from JPEG it decodes at 1/8 scale
         (a fraction of a full decode) and leaves the frame undecoded."""
         import cv2
 
-        if self._jpeg is None or self._image is not None:
-            grey = cv2.cvtColor(self.image, cv2.COLOR_BGR2GRAY)
+        image = self._image
+        if self._jpeg is None or image is not None:
+            grey = cv2.cvtColor(self.image if image is None else image, cv2.COLOR_BGR2GRAY)
         else:
             reduced = cv2.imdecode(self._jpeg, cv2.IMREAD_REDUCED_GRAYSCALE_8)
             if reduced is None:
@@ -69,6 +72,11 @@ class Frame:
             grey = reduced
         small = cv2.resize(grey, (width, height), interpolation=cv2.INTER_AREA)
         return np.asarray(small, dtype=np.float32)
+
+    def compact(self) -> None:
+        """Drop the decoded image of a JPEG frame (it decodes again if asked)."""
+        if self._jpeg is not None:
+            self._image = None
 
     @property
     def decoded(self) -> bool:

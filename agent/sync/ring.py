@@ -7,6 +7,10 @@ from collections import deque
 
 from agent.core.media import Frame
 
+# JPEG frames decoded for analysis keep their image this long (the decision around an
+# utterance usually asks again within it), then go back to JPEG only: ~20 KB, not ~900 KB.
+KEEP_DECODED_NS = 2_000_000_000
+
 
 class FrameRing:
     """Keeps the last ``seconds`` of frames. One writer (capture), readers take copies."""
@@ -16,6 +20,7 @@ class FrameRing:
         self._frames: deque[Frame] = deque()
         self._lock = threading.Lock()
         self.evicted = 0
+        self._compacted = 0  # frames before this index are compacted already
 
     def push(self, frame: Frame) -> None:
         with self._lock:
@@ -24,6 +29,14 @@ class FrameRing:
             while self._frames and self._frames[0].t_ns < horizon:
                 self._frames.popleft()
                 self.evicted += 1
+                self._compacted = max(0, self._compacted - 1)
+            stale = frame.t_ns - KEEP_DECODED_NS
+            while self._compacted < len(self._frames):
+                old = self._frames[self._compacted]
+                if old.t_ns >= stale:
+                    break
+                old.compact()
+                self._compacted += 1
 
     def latest_ns(self) -> int | None:
         with self._lock:
