@@ -95,9 +95,6 @@ class _CountingVad:
         self.inner = inner
         self.calls = 0
 
-    def skip(self, window: np.ndarray) -> None:
-        self.inner.skip(window)
-
     def __call__(self, window: np.ndarray) -> float:
         self.calls += 1
         return self.inner(window)

@@ -43,6 +43,9 @@ FLOOR_EVERY = 16
 # Once open, the gate stays open this many windows (~0.3 s), so the model sees the onset
 # of speech as one stretch and its state settles before it must decide.
 GATE_HOLD_WINDOWS = 10
+# When the gate opens, the last few windows it kept from the model go through it first
+# (~128 ms), so the model's state is what it would have been had it run all along.
+GATE_WARMUP_WINDOWS = 4
 NS_PER_SAMPLE = 1_000_000_000 / AUDIO_RATE
 
 
@@ -63,10 +66,6 @@ class SileroVad:
     def reset(self) -> None:
         self._state = np.zeros((2, 1, 128), dtype=np.float32)
         self._context = np.zeros((1, CONTEXT), dtype=np.float32)
-
-    def skip(self, window: npt.NDArray[np.float32]) -> None:
-        """A window the energy gate kept from the model: it still precedes the next one."""
-        self._context = window.reshape(1, WINDOW)[:, -CONTEXT:].astype(np.float32)
 
     def __call__(self, window: npt.NDArray[np.float32]) -> float:
         x = np.concatenate([self._context, window.reshape(1, WINDOW)], axis=1)
@@ -117,6 +116,7 @@ class Segmenter:
         self.windows = 0
         self.gated = 0  # windows the energy gate decided without the model
         self.quiet = False  # the last window was gated (room noise)
+        self._gated_tail: deque[npt.NDArray[np.float32]] = deque(maxlen=GATE_WARMUP_WINDOWS)
         self.last_probability = 0.0
         self._levels: deque[float] = deque(maxlen=FLOOR_WINDOWS)
         self._floor: float | None = None
@@ -174,11 +174,12 @@ class Segmenter:
         self.quiet = self._quiet(window)
         if self.quiet:
             self.gated += 1
-            skip = getattr(self._vad, "skip", None)
-            if skip is not None:
-                skip(scaled)
+            self._gated_tail.append(scaled)
             p = 0.0
         else:
+            for earlier in self._gated_tail:  # warm the model up on what it skipped
+                self._vad(earlier)
+            self._gated_tail.clear()
             p = self._vad(scaled)
         self.windows += 1
         self.last_probability = p
