@@ -44,7 +44,8 @@ FLOOR_EVERY = 16
 # of speech as one stretch and its state settles before it must decide.
 GATE_HOLD_WINDOWS = 10
 # When the gate opens, the last few windows it kept from the model go through it first
-# (~128 ms), so the model's state is what it would have been had it run all along.
+# (~128 ms) and are decided then: the model's state is what it would have been had it run all
+# along, and speech that began below the gate starts where it began.
 GATE_WARMUP_WINDOWS = 4
 NS_PER_SAMPLE = 1_000_000_000 / AUDIO_RATE
 
@@ -116,7 +117,9 @@ class Segmenter:
         self.windows = 0
         self.gated = 0  # windows the energy gate decided without the model
         self.quiet = False  # the last window was gated (room noise)
-        self._gated_tail: deque[npt.NDArray[np.float32]] = deque(maxlen=GATE_WARMUP_WINDOWS)
+        self._gated_tail: deque[tuple[npt.NDArray[np.float32], int]] = deque(
+            maxlen=GATE_WARMUP_WINDOWS
+        )
         self.last_probability = 0.0
         self._levels: deque[float] = deque(maxlen=FLOOR_WINDOWS)
         self._floor: float | None = None
@@ -131,9 +134,7 @@ class Segmenter:
             t0 = self._pending_t0
             self._pending = self._pending[WINDOW:]
             self._pending_t0 = t0 + round(WINDOW * NS_PER_SAMPLE)
-            seg = self._step(window, t0)
-            if seg is not None:
-                yield seg
+            yield from self._step(window, t0)
 
     @property
     def in_speech(self) -> bool:
@@ -169,31 +170,45 @@ class Segmenter:
             return False
         return self.windows >= self._open_until
 
-    def _step(self, window: npt.NDArray[np.int16], t0: int) -> SpeechSegment | None:
-        scaled = window.astype(np.float32) / 32768.0
-        self.quiet = self._quiet(window)
-        if self.quiet:
-            self.gated += 1
-            self._gated_tail.append(scaled)
-            p = 0.0
-        else:
-            for earlier in self._gated_tail:  # warm the model up on what it skipped
-                self._vad(earlier)
-            self._gated_tail.clear()
-            p = self._vad(scaled)
-        self.windows += 1
-        self.last_probability = p
-        t1 = t0 + round(WINDOW * NS_PER_SAMPLE)
+    def _step(self, window: npt.NDArray[np.int16], t0: int) -> list[SpeechSegment]:
         if not self._history:
             self._hist_t0 = t0
         self._history.append(window)
         if not self._in_speech:
-            # Keep only the pre-roll while idle (the current window counts towards it).
-            keep = max(1, -(-self._pad // WINDOW))
+            # Keep only the pre-roll while idle (the current window counts towards it), and
+            # the windows the gate may hand the model late.
+            keep = max(1, -(-self._pad // WINDOW)) + GATE_WARMUP_WINDOWS
             if len(self._history) > keep:
                 drop = len(self._history) - keep
                 self._history = self._history[drop:]
                 self._hist_t0 += round(drop * WINDOW * NS_PER_SAMPLE)
+        scaled = window.astype(np.float32) / 32768.0
+        self.quiet = self._quiet(window)
+        self.windows += 1
+        if self.quiet:  # never while in speech
+            self.gated += 1
+            self._gated_tail.append((scaled, t0))
+            self.last_probability = 0.0
+            return []
+        out = []
+        # The gate just opened: the windows it held back go through the model first, and
+        # are decided as they would have been (speech that began softly starts where it did).
+        for earlier, earlier_t0 in self._gated_tail:
+            seg = self._advance(self._vad(earlier), earlier_t0)
+            if seg is not None:
+                out.append(seg)
+        self._gated_tail.clear()
+        p = self._vad(scaled)
+        self.last_probability = p
+        seg = self._advance(p, t0)
+        if seg is not None:
+            out.append(seg)
+        return out
+
+    def _advance(self, p: float, t0: int) -> SpeechSegment | None:
+        """The utterance state after one window of speech probability ``p``."""
+        t1 = t0 + round(WINDOW * NS_PER_SAMPLE)
+        if not self._in_speech:
             if p >= self._cfg.threshold:
                 self._in_speech = True
                 self._speech_start = t0
