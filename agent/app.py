@@ -260,8 +260,7 @@ class LiveAgent:
     def _timeline_report(self) -> None:
         if self.timeline is None:
             _LOGGER.warning(
-                "no timeline report to write (report.minutes is 0 or the 'report' extra "
-                "is missing)"
+                "no timeline report to write (report.minutes is 0 or the 'report' extra is missing)"
             )
             return
         from agent.timeline.page import write_report

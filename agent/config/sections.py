@@ -120,8 +120,9 @@ class VadConfig(Section):
         8.0,
         ge=0,
         le=40,
-        description="Energy gate between utterances: a 32 ms window less than this many dB "
-        "above the room's noise floor (the 20th percentile of the last ~3 s) counts as silence "
+        description="Energy gate between utterances: once the VAD heard no speech for ~1 s, a "
+        "32 ms window less than this many dB above the room's noise floor (the 20th "
+        "percentile of the last ~3 s) counts as silence "
         "without running the VAD model. 0 = run the model on every window.",
     )
     max_segment_s: float = Field(

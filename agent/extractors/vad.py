@@ -43,6 +43,10 @@ FLOOR_EVERY = 16
 # Once open, the gate stays open this many windows (~0.3 s), so the model sees the onset
 # of speech as one stretch and its state settles before it must decide.
 GATE_HOLD_WINDOWS = 10
+# The gate only closes after the model itself heard no speech for this long (~1 s): the short
+# pauses of conversation keep the model running as without a gate, so what it cuts there does
+# not change; a quiet room is gated after its first second.
+GATE_ENGAGE_WINDOWS = 31
 # When the gate opens, the last few windows it kept from the model go through it first
 # (~128 ms) and are decided then: the model's state is what it would have been had it run all
 # along, and speech that began below the gate starts where it began.
@@ -117,6 +121,7 @@ class Segmenter:
         self.windows = 0
         self.gated = 0  # windows the energy gate decided without the model
         self.quiet = False  # the last window was gated (room noise)
+        self._quiet_run = 0  # windows in a row with no speech (gated, or the model said so)
         self._gated_tail: deque[tuple[npt.NDArray[np.float32], int]] = deque(
             maxlen=GATE_WARMUP_WINDOWS
         )
@@ -168,7 +173,7 @@ class Segmenter:
         ):
             self._open_until = self.windows + GATE_HOLD_WINDOWS
             return False
-        return self.windows >= self._open_until
+        return self.windows >= self._open_until and self._quiet_run >= GATE_ENGAGE_WINDOWS
 
     def _step(self, window: npt.NDArray[np.int16], t0: int) -> list[SpeechSegment]:
         if not self._history:
@@ -176,8 +181,8 @@ class Segmenter:
         self._history.append(window)
         if not self._in_speech:
             # Keep only the pre-roll while idle (the current window counts towards it), and
-            # the windows the gate may hand the model late.
-            keep = max(1, -(-self._pad // WINDOW)) + GATE_WARMUP_WINDOWS
+            # the windows the gate holds back for the model.
+            keep = max(1, -(-self._pad // WINDOW)) + len(self._gated_tail)
             if len(self._history) > keep:
                 drop = len(self._history) - keep
                 self._history = self._history[drop:]
@@ -187,6 +192,7 @@ class Segmenter:
         self.windows += 1
         if self.quiet:  # never while in speech
             self.gated += 1
+            self._quiet_run += 1
             self._gated_tail.append((scaled, t0))
             self.last_probability = 0.0
             return []
@@ -200,6 +206,8 @@ class Segmenter:
         self._gated_tail.clear()
         p = self._vad(scaled)
         self.last_probability = p
+        no_speech = not self._in_speech and p < self._cfg.threshold - 0.15
+        self._quiet_run = self._quiet_run + 1 if no_speech else 0
         seg = self._advance(p, t0)
         if seg is not None:
             out.append(seg)

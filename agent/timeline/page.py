@@ -393,9 +393,7 @@ def _page(title: str, snap: Snapshot, plot: str, threshold: float, min_score: fl
     def when(t_ns: int) -> str:
         if snap.wall_offset_s is None:
             return f"{t_ns / 1e9:.2f} s"
-        return datetime.fromtimestamp(t_ns / 1e9 + snap.wall_offset_s).strftime("%H:%M:%S.%f")[
-            :-3
-        ]
+        return datetime.fromtimestamp(t_ns / 1e9 + snap.wall_offset_s).strftime("%H:%M:%S.%f")[:-3]
 
     def num(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"

@@ -345,9 +345,7 @@ class Timeline:
                 start_ns=start,
                 end_ns=end,
                 envelope=rows[rows[:, 0] >= start] if len(rows) else rows,
-                timings=[
-                    (int(t), names[int(i)], float(ms)) for t, i, ms in timings if t >= start
-                ],
+                timings=[(int(t), names[int(i)], float(ms)) for t, i, ms in timings if t >= start],
                 frames=[f for f in self._frames.values() if f.t_ns >= start],
                 decisions=[replace(d) for d in self._decisions if d.end_ns >= start],
                 # Taken now, not at the start: a box without a real-time clock sets its wall
