@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -232,13 +233,28 @@ def test_daemon_serves_two_rooms_on_their_own_topics_and_devices(
             kitchen = sub.wait_for("edge-agent/kitchen/events", timeout=60)
             hall = sub.wait_for("edge-agent/hall/events", timeout=30)
             assert sub.wait_for("edge-agent/hall/stats", count=2, timeout=10)
+            # Commands are per room: only the kitchen's threshold moved.
+            kitchen_set = sub.wait_for("edge-agent/kitchen/state/fusion_threshold", 2, 10)
+            assert [m.payload for m in kitchen_set][-1] == b"0.55"
+            assert sub.on("edge-agent/hall/state/fusion_threshold")[-1].payload == b"0.6"
+            # SIGHUP applies a live change to every room.
+            cfg.write_text(cfg.read_text() + "fusion:\n  threshold: 0.7\n")
+            agent.send_signal(signal.SIGHUP)
+            for room in scenes:
+                topic = f"edge-agent/{room}/state/fusion_threshold"
+                deadline = time.monotonic() + 10
+                while sub.on(topic)[-1].payload != b"0.7" and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert sub.on(topic)[-1].payload == b"0.7", room
             agent.send_signal(signal.SIGTERM)
             _, err = agent.communicate(timeout=30)
         finally:
             sender.close()
-            if agent.poll() is None:
-                agent.kill()
-                agent.communicate(timeout=10)
+            if agent.stderr is not None and not agent.stderr.closed:  # not communicated yet
+                if agent.poll() is None:
+                    agent.kill()
+                _, err = agent.communicate(timeout=10)
+                print(err[-5000:])  # shown with the failure
             sub.stop()
     finally:
         for proc in procs:
@@ -250,9 +266,6 @@ def test_daemon_serves_two_rooms_on_their_own_topics_and_devices(
     assert {e.json()["device"] for e in kitchen} == {"kitchen"}
     assert {e.json()["device"] for e in hall} == {"hall"}
     assert not sub.on("edge-agent/house/events")
-    # Commands are per room: only the kitchen's threshold moved.
-    assert sub.on("edge-agent/kitchen/state/fusion_threshold")[-1].payload == b"0.55"
-    assert sub.on("edge-agent/hall/state/fusion_threshold")[-1].payload == b"0.6"
     # Status: the agent's (the last will) and each room's; all say stopped at a clean exit.
     for base in ("house", "kitchen", "hall"):
         said = [m.payload for m in sub.on(f"edge-agent/{base}/status")]
@@ -283,3 +296,54 @@ def test_daemon_serves_two_rooms_on_their_own_topics_and_devices(
     # One process, one load per model for both rooms.
     loaded = re.findall(r"model (\S+) loaded \(", err)
     assert len(loaded) >= 4 and len(loaded) == len(set(loaded)), loaded
+
+
+def _fake_agent(multi: bool, states: dict[str, tuple[str, str]]) -> object:
+    from types import SimpleNamespace
+
+    from agent.health.notify import Heartbeats
+
+    captures = {
+        room: SimpleNamespace(
+            camera=SimpleNamespace(state=cam, alive=lambda: True),
+            microphone=SimpleNamespace(state=mic, alive=lambda: True),
+        )
+        for room, (cam, mic) in states.items()
+    }
+    return SimpleNamespace(
+        _multi=multi,
+        captures=captures,
+        rooms=dict.fromkeys(states),
+        _audio_beats=Heartbeats(limit_s=0.0),
+        _audio_ended=set(),
+        _stop=threading.Event(),
+    )
+
+
+def test_status_names_each_degraded_room_and_the_single_room_reads_as_before() -> None:
+    from agent.app import LiveAgent
+
+    one = _fake_agent(False, {"box": ("offline", "online")})
+    assert LiveAgent._status(one) == "degraded: camera offline, microphone online"  # type: ignore[arg-type]
+    both = _fake_agent(True, {"kitchen": ("online", "online"), "hall": ("online", "offline")})
+    assert LiveAgent._status(both) == "degraded: hall camera online, hall microphone offline"  # type: ignore[arg-type]
+    fine = _fake_agent(True, {"kitchen": ("online", "online"), "hall": ("online", "online")})
+    assert LiveAgent._status(fine) == "running"  # type: ignore[arg-type]
+
+
+def test_watchdog_needs_every_online_rooms_audio_and_files_end_together() -> None:
+    from agent.app import LiveAgent
+
+    agent: Any = _fake_agent(True, {"kitchen": ("online", "online"), "hall": ("online", "offline")})
+    agent._audio_stage = lambda room: LiveAgent._audio_stage(agent, room)
+    agent._on_progress = lambda stage, room=None: LiveAgent._on_progress(agent, stage, room)
+    LiveAgent._on_room_progress(agent, "kitchen", "audio")
+    # limit 0: every beat is late at once; the hall's microphone is offline (degraded, not stalled)
+    assert agent._audio_beats.stalled() == ["audio kitchen"]
+    assert LiveAgent._audio_ok(agent) is False
+    agent.captures["kitchen"].microphone.state = "offline"
+    assert LiveAgent._audio_ok(agent) is True
+    LiveAgent._audio_end(agent, "kitchen")
+    assert not agent._stop.is_set()  # the hall still has audio
+    LiveAgent._audio_end(agent, "hall")
+    assert agent._stop.is_set()
