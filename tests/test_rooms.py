@@ -56,6 +56,23 @@ def test_rooms_share_one_loaded_copy_of_every_model() -> None:
     assert kitchen.ctx.device == "kitchen" and hall.ctx.device == "hall"
 
 
+def test_streaming_wake_word_sessions_stay_each_rooms_own() -> None:
+    """microWakeWord models keep their streaming state in the interpreter: one per room."""
+    cfg = parse_text(ROOMS + "wakeword:\n  enabled: true\n  models: [okay_nabu]\n")
+    store = SharedModelStore()
+    pipelines = build_pipelines(cfg, lambda room: MemorySink(), store=store)
+    assert store.opened["wakeword_okay_nabu"] == 3
+    assert store.opened[cfg.vision.model] == 1 and store.opened[cfg.vad.model] == 1
+
+    def wake_session(pipeline: Any) -> Session:
+        [rule] = [r for r in pipeline.rules if r.TYPE == "wake_word"]
+        [model] = rule._detector._models
+        return model.session  # type: ignore[no-any-return]
+
+    sessions = [wake_session(p) for p in pipelines.values()]
+    assert len({id(s) for s in sessions}) == 3
+
+
 def test_a_plain_store_is_wrapped_so_that_rooms_still_share(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -9,7 +9,9 @@ Sharing a session between the rooms' capture threads is safe because both back-e
 onnxruntime documents ``InferenceSession.run`` as thread-safe, and ``TfliteSession.run``
 holds its own lock around set_tensor/invoke/get_tensor (a LiteRT interpreter is not).
 Everything with state (VAD recurrent state, the segmenter, the frame ring, the
-recognizer's buffers, rules, settings) stays per pipeline.
+recognizer's buffers, rules, settings) stays per pipeline, and so do the sessions of models
+that keep streaming state inside the interpreter (the microWakeWord models): their callers
+load them with ``stateful=True`` and get a session of their own.
 """
 
 from __future__ import annotations
@@ -41,7 +43,14 @@ class SharedModelStore(ModelStore):
         name: str,
         threads: int | None = None,
         runtimes: RuntimesConfig | None = None,
+        *,
+        stateful: bool = False,
     ) -> tuple[Session, Manifest]:
+        if stateful:  # streaming state lives in the session: one per caller
+            loaded = super().load(name, threads=threads, runtimes=runtimes)
+            with self._lock:
+                self.opened[name] += 1
+            return loaded
         key = (name, threads, runtimes.model_dump_json() if runtimes is not None else "")
         with self._lock:  # pipelines are built one after the other; this is only a guard
             hit = self._loaded.get(key)
