@@ -505,6 +505,11 @@ class LiveAgent:
         if self._audio_ended >= set(self.rooms):
             self._stop.set()
 
+    def _publish_agent_discovery(self) -> None:
+        """On every (re)connect: the agent's own Home Assistant device (several rooms)."""
+        if self.agent_discovery is not None and self.publisher is not None:
+            self.agent_discovery.publish(self.publisher.publish_raw)
+
     @property
     def capture(self) -> Capture:
         """The first room's capture (the only one without ``rooms``)."""
@@ -531,9 +536,8 @@ class LiveAgent:
             control.add_capture(self.captures[room])
             control.attach()
         if self.agent_discovery is not None and self.publisher is not None:
-            discovery, publish = self.agent_discovery, self.publisher.publish_raw
-            discovery.attach(publish, self.publisher.subscribe)
-            self.publisher.add_connect_hook(lambda: _discard(discovery.publish(publish)))
+            self.agent_discovery.attach(self.publisher.publish_raw, self.publisher.subscribe)
+            self.publisher.add_connect_hook(self._publish_agent_discovery)
         if self.updater is not None and self.publisher is not None:
             updater = self.updater
             updater.attach(self.publisher.subscribe)
@@ -633,10 +637,6 @@ class LiveAgent:
             if self.publisher is not None:
                 self.publisher.close(timeout=3.0)  # keeps the whole stop under TimeoutStopSec
             self.notifier.close()
-
-
-def _discard(_: object) -> None:
-    """A connect hook returns nothing."""
 
 
 def _present(presence: Presence) -> bool:

@@ -61,7 +61,3 @@ class SharedModelStore(ModelStore):
             self._loaded[key] = loaded
             self.opened[name] += 1
             return loaded
-
-    def sessions(self) -> dict[str, Session]:
-        """The loaded sessions by ``name@version`` (one entry per distinct load)."""
-        return {f"{m.ref}#{i}": s for i, (s, m) in enumerate(self._loaded.values())}
