@@ -193,6 +193,14 @@ def _raw(scene: str, out: Path) -> Path:
     return out
 
 
+def _wait_files(paths: list[Path], proc: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(p.exists() for p in paths) and time.monotonic() < deadline:
+        assert proc.poll() is None, "the agent ended"
+        time.sleep(0.2)
+    assert all(p.exists() for p in paths), [p.name for p in paths if not p.exists()]
+
+
 def test_daemon_serves_two_rooms_on_their_own_topics_and_devices(
     broker: object, tmp_path: Path
 ) -> None:
@@ -254,6 +262,13 @@ def test_daemon_serves_two_rooms_on_their_own_topics_and_devices(
             kitchen_set = sub.wait_for("edge-agent/kitchen/state/fusion_threshold", 2, 10)
             assert [m.payload for m in kitchen_set][-1] == b"0.55"
             assert sub.on("edge-agent/hall/state/fusion_threshold")[-1].payload == b"0.6"
+            # Timeline pages: a room's button writes its own; SIGUSR1 every room's.
+            pages = {room: tmp_path / "state" / f"timeline-{room}.html" for room in scenes}
+            sender.publish_raw("edge-agent/hall/set/timeline_report", b"PRESS")
+            _wait_files([pages["hall"]], agent)
+            assert not pages["kitchen"].exists()
+            agent.send_signal(signal.SIGUSR1)
+            _wait_files(list(pages.values()), agent)
             # SIGHUP applies a live change to every room.
             cfg.write_text(cfg.read_text() + "fusion:\n  threshold: 0.7\n")
             agent.send_signal(signal.SIGHUP)
@@ -302,6 +317,8 @@ def test_daemon_serves_two_rooms_on_their_own_topics_and_devices(
     assert "homeassistant/update/house/model_update/config" in configs
     assert "homeassistant/event/kitchen/voice_command/config" in configs
     assert "homeassistant/binary_sensor/hall/presence/config" in configs
+    assert "homeassistant/button/kitchen/timeline_report/config" in configs
+    assert "edge-agent hall: last 5 min" in pages["hall"].read_text()
     assert not any(t.startswith("homeassistant/update/kitchen") for t in configs)
     event = configs["homeassistant/event/hall/voice_command/config"]
     assert event["state_topic"] == "edge-agent/hall/event/voice_command"
