@@ -228,3 +228,24 @@ def test_cli_check_config_lists_rooms_and_exits_78_on_a_duplicate(tmp_path: Path
     assert res.returncode == 78
     assert f"{bad}:12:5 rooms[2].id: room id 'hall' is already the id of rooms[1]" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_pair_picks_one_room_for_tools_that_use_one() -> None:
+    cfg = parse_text(TWO_ROOMS)
+    assert cfg.pair("kitchen").microphone.source == "kitchen_mic"
+    assert cfg.pair("hall").camera.source == "/dev/video2"
+    with pytest.raises(ConfigError, match=r"rooms: name one with --room \(rooms: kitchen, hall\)"):
+        cfg.pair()
+    with pytest.raises(ConfigError, match=r"rooms: no room 'attic'"):
+        cfg.pair("attic")
+    plain = parse_text("device_id: box\n")
+    assert plain.pair() is plain
+
+
+def test_enroll_from_a_microphone_needs_a_room_when_there_are_several(tmp_path: Path) -> None:
+    cfg = tmp_path / "rooms.yaml"
+    cfg.write_text(TWO_ROOMS)
+    res = run_agent("enroll", "--config", str(cfg), "--phrase", "lights on", "--takes", "1")
+    assert res.returncode == 78, res.stderr
+    assert "rooms: name one with --room (rooms: kitchen, hall)" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -128,6 +128,20 @@ class AgentConfig(Section):
             views.append(RoomView(room.id, cfg))
         return views
 
+    def pair(self, room: str | None = None) -> AgentConfig:
+        """The config of one camera + microphone pair, for tools that use one (enroll, the
+        sync calibration): room ``room``; without ``rooms`` the config itself. Raises
+        ConfigError when the room is unknown, or when there are rooms and none was named."""
+        from agent.errors import ConfigError
+
+        views = {view.id: view.cfg for view in self.room_configs()}
+        if room is None and not self.rooms:
+            return self
+        if room is None or room not in views:
+            what = "name one with --room" if room is None else f"no room {room!r}"
+            raise ConfigError([f"rooms: {what} (rooms: {', '.join(views)})"])
+        return views[room]
+
     @field_validator("intents")
     @classmethod
     def _check_intents(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
