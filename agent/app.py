@@ -208,6 +208,10 @@ class LiveAgent:
         # MQTT connection; without ``rooms`` there is one room, device_id, as always.
         self.rooms = {room.id: room.cfg for room in cfg.room_configs()}
         self._multi = bool(cfg.rooms)
+        if self._multi:
+            from agent.logsetup import name_threads_in_log
+
+            name_threads_in_log()
         self.room_publishers: dict[str, RoomPublisher] = {}
         # Before any model loads: a pending update that keeps failing is rolled back here.
         self.store = SharedModelStore(cfg.models.dir)

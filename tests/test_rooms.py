@@ -327,6 +327,8 @@ def test_daemon_serves_two_rooms_on_their_own_topics_and_devices(
         "edge-agent/hall/status",
     ]
     assert event["availability_mode"] == "all"
+    # Log lines from a room's capture threads name the room.
+    assert "[audio-kitchen]" in err and "[audio-hall]" in err, err[-2000:]
     # One process, one load per model for both rooms.
     loaded = re.findall(r"model (\S+) loaded \(", err)
     assert len(loaded) >= 4 and len(loaded) == len(set(loaded)), loaded
