@@ -209,9 +209,12 @@ class LiveAgent:
         self.rooms = {room.id: room.cfg for room in cfg.room_configs()}
         self._multi = bool(cfg.rooms)
         if self._multi:
+            from agent.config.rooms import shared_devices
             from agent.logsetup import name_threads_in_log
 
             name_threads_in_log()
+            for warning in shared_devices(cfg.rooms):
+                _LOGGER.warning("%s", warning)
         self.room_publishers: dict[str, RoomPublisher] = {}
         # Before any model loads: a pending update that keeps failing is rolled back here.
         self.store = SharedModelStore(cfg.models.dir)

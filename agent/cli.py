@@ -164,6 +164,7 @@ def _config(path: Path | None) -> AgentConfig:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from agent.config.rooms import shared_devices
     from agent.extractors.speech import build_recognizer
     from agent.models.store import ModelStore
     from agent.sources.base import video_kind
@@ -176,6 +177,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     kind = {"stream": "network stream", "file": "video file", "device": "V4L2 device"}
     if not cfg.rooms:
         print(f"camera: {kind[video_kind(cfg.camera.source)]} {redact(cfg.camera.source)}")
+    for warning in shared_devices(cfg.rooms):
+        print(f"warning: {warning}")
     for room in cfg.rooms:
         cam = room.camera.source
         print(

@@ -222,6 +222,13 @@ def test_cli_check_config_lists_rooms_and_exits_78_on_a_duplicate(tmp_path: Path
     assert res.returncode == 0, res.stderr
     assert "room kitchen: camera: network stream" in res.stdout
     assert "room hall: camera: V4L2 device /dev/video2" in res.stdout
+    assert "warning" not in res.stdout
+    same = tmp_path / "same.yaml"
+    same.write_text(TWO_ROOMS + "  - id: attic\n    camera:\n      source: /dev/video2\n")
+    res = run_agent("check-config", str(same))
+    assert res.returncode == 0, res.stderr
+    assert "warning: rooms hall, attic use the same camera '/dev/video2'" in res.stdout
+    assert "warning: rooms hall, attic use the same microphone 'default'" in res.stdout
     bad = tmp_path / "dup.yaml"
     bad.write_text(TWO_ROOMS + "  - id: hall\n")
     res = run_agent("check-config", str(bad))

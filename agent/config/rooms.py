@@ -76,3 +76,18 @@ def room_problems(
         else:
             first[rid] = i
     return out
+
+
+def shared_devices(rooms: Sequence[RoomConfig]) -> list[str]:
+    """Warnings for rooms that name the same camera or microphone source: usually a room
+    whose microphone was left at 'default' (a device mostly opens once; one room would fail
+    or both would hear the same room)."""
+    out = []
+    for kind in ("camera", "microphone"):
+        users: dict[str, list[str]] = {}
+        for room in rooms:
+            users.setdefault(getattr(room, kind).source, []).append(room.id)
+        for source, ids in users.items():
+            if len(ids) > 1:
+                out.append(f"rooms {', '.join(ids)} use the same {kind} {source!r}")
+    return out
