@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.config.schema import AgentConfig
 from agent.core.clock import MonotonicClock
@@ -25,6 +25,7 @@ from agent.extractors.vision import FaceDetector
 from agent.fusion.learned import build_fuser
 from agent.fusion.weighted import WeightedSum
 from agent.health.notify import Heartbeats, Notifier, Watchdog
+from agent.models.shared import SharedModelStore
 from agent.models.store import ModelStore
 from agent.pipeline import Decisions, Pipeline, Presence, StageTimes
 from agent.publish.outbox import default_outbox_path
@@ -35,6 +36,11 @@ from agent.sources.files import VideoFileSource, WavFileSource
 from agent.sources.supervisor import Capture
 from agent.sync.ring import FrameRing
 from agent.timeline.trace import Timeline
+
+if TYPE_CHECKING:
+    from agent.control import MqttControl
+    from agent.publish.discovery import Discovery
+    from agent.publish.mqtt import MqttPublisher, RoomPublisher
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -97,6 +103,32 @@ def build_pipeline(
         presence=Presence(cfg.presence),
         on_progress=on_progress,
     )
+
+
+def build_pipelines(
+    cfg: AgentConfig,
+    sink_for_room: Callable[[str], Sink],
+    on_progress: Callable[[str, str], None] | None = None,
+    store: ModelStore | None = None,
+) -> dict[str, Pipeline]:
+    """One pipeline per room (``cfg.room_configs()``), in config order, sharing one loaded
+    copy of every model.
+
+    Each pipeline has its own frame ring, VAD state, recognizer, rules and settings; only
+    model sessions are shared (see agent.models.shared for why that is thread-safe).
+    ``sink_for_room(room_id)`` gives each room its own sink; ``on_progress(room_id, stage)``
+    reports each room's progress. A plain ``store`` is wrapped so that it shares sessions.
+    """
+    shared = store if isinstance(store, SharedModelStore) else None
+    if shared is None:
+        shared = SharedModelStore(store.root if store is not None else cfg.models.dir)
+    pipelines: dict[str, Pipeline] = {}
+    for room in cfg.room_configs():
+        progress = partial(on_progress, room.id) if on_progress is not None else None
+        pipelines[room.id] = build_pipeline(
+            room.cfg, sink_for_room(room.id), progress, store=shared
+        )
+    return pipelines
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +204,20 @@ class LiveAgent:
         self.notifier = Notifier()
         self.exit_code = 0
         self.publisher = MqttPublisher(cfg.mqtt, cfg.device_id) if cfg.mqtt.enabled else None
-        sink: Sink = self.publisher if self.publisher else JsonLinesSink(sys.stdout)
+        # Several rooms (camera + microphone pairs) share this process, its models and its one
+        # MQTT connection; without ``rooms`` there is one room, device_id, as always.
+        self.rooms = {room.id: room.cfg for room in cfg.room_configs()}
+        self._multi = bool(cfg.rooms)
+        if self._multi:
+            from agent.config.rooms import shared_devices
+            from agent.logsetup import name_threads_in_log
+
+            name_threads_in_log()
+            for warning in shared_devices(cfg.rooms):
+                _LOGGER.warning("%s", warning)
+        self.room_publishers: dict[str, RoomPublisher] = {}
         # Before any model loads: a pending update that keeps failing is rolled back here.
-        self.store = ModelStore(cfg.models.dir)
+        self.store = SharedModelStore(cfg.models.dir)
         self.store.seed()  # first start of an installed agent: the bundled models
         self.rolled_back = self.store.start_attempt(cfg.models.max_failed_starts)
         # Only inference progress is a heartbeat; a camera that is offline is "degraded"
@@ -183,13 +226,17 @@ class LiveAgent:
         # `models install` while this process runs on the old model).
         self._update_on_trial = self.store.pending() is not None
         try:
-            self.pipeline = build_pipeline(cfg, sink, self._on_progress, store=self.store)
+            self.pipelines = build_pipelines(
+                cfg, self._sink_for, self._on_room_progress, store=self.store
+            )
         except EdgeAgentError as err:
             self._undo_update_that_breaks_start(err)
             raise
+        self.pipeline = next(iter(self.pipelines.values()))  # the first room (the only one)
         if self.publisher is not None:
             self.beats.add_check("mqtt", self.publisher.network_alive)
-        self.control = None
+        self.controls: dict[str, MqttControl] = {}
+        self.control: MqttControl | None = None
         self.updater = None
         self.drop = None
         if self.publisher is not None or cfg.models.drop_dir is not None:
@@ -212,53 +259,100 @@ class LiveAgent:
                 from agent.models.drop import DropFolder
 
                 self.drop = DropFolder(cfg.models.drop_dir, self.updater, cfg.models.drop_poll_s)
-        self._write_timeline = threading.Event()
-        self.timeline = self._start_timeline(cfg)
+        # Timeline reports: one per room, each written on the main loop when asked for
+        # (SIGUSR1: every room's; a room's Home Assistant button: that room's).
+        self._timeline_asked = {room: threading.Event() for room in self.rooms}
+        self.timelines = self._start_timelines(cfg)
+        self.agent_discovery: Discovery | None = None
         if self.publisher is not None:
-            from agent.control import MqttControl
-            from agent.publish.discovery import ButtonEntity
+            self._build_controls(self.publisher)
+        self._clock = MonotonicClock()
+        self.captures: dict[str, Capture] = {}
+        self._audio_ended: set[str] = set()
 
-            buttons = {}
-            if self.timeline is not None:
+    def _sink_for(self, room: str) -> Sink:
+        if self.publisher is None:
+            return JsonLinesSink(sys.stdout)
+        if not self._multi:
+            return self.publisher
+        self.room_publishers[room] = self.publisher.room(room)
+        return self.room_publishers[room]
+
+    def _build_controls(self, publisher: MqttPublisher) -> None:
+        """Commands, states, stats and discovery per room; model updates at agent level."""
+        from agent.control import MqttControl
+        from agent.publish.discovery import ButtonEntity, Discovery
+
+        for room, pipeline in self.pipelines.items():
+            pub: MqttPublisher | RoomPublisher = self.room_publishers.get(room, publisher)
+            buttons: dict[ButtonEntity, Callable[[], None]] = {}
+            if room in self.timelines:
                 # Written on the main loop, like on SIGUSR1; the page stays on the box.
                 report = ButtonEntity(TIMELINE_KEY, "Write timeline report")
-                buttons[report] = self._write_timeline.set
-            self.control = MqttControl(
-                cfg, self.publisher, self.pipeline, updates=True, buttons=buttons
+                buttons[report] = self._timeline_asked[room].set
+            control = MqttControl(
+                self.rooms[room],
+                pub,
+                pipeline,
+                updates=not self._multi,
+                buttons=buttons,
+                agent_id=self.cfg.device_id if self._multi else None,
+                agent_status=publisher.topics.status if self._multi else None,
             )
-            presence = self.pipeline.presence_state
+            presence = pipeline.presence_state
             if presence is not None and presence.enabled:
-                self.control.add_state(
-                    "presence", "Presence", lambda: presence.present, "occupancy"
-                )
-                self.control.add_state("talking", "Talking", lambda: presence.talking)
-        self._clock = MonotonicClock()
+                control.add_state("presence", "Presence", partial(_present, presence), "occupancy")
+                control.add_state("talking", "Talking", partial(_talking, presence))
+            self.controls[room] = control
+        self.control = self.controls[next(iter(self.controls))]
+        if self._multi and self.updater is not None:
+            # The agent's own Home Assistant device: the model update entity (the models are
+            # the agent's, shared by every room) under <base>/<device_id>.
+            self.agent_discovery = Discovery(
+                self.cfg.homeassistant, publisher.topics, self.cfg.device_id, updates=True
+            )
 
-    def _start_timeline(self, cfg: AgentConfig) -> Timeline | None:
-        """The bounded trace behind the SIGUSR1 timeline report (``report.minutes``)."""
+    def _start_timelines(self, cfg: AgentConfig) -> dict[str, Timeline]:
+        """The bounded traces behind the timeline reports (``report.minutes``), per room."""
         if cfg.report.minutes <= 0:
-            return None
+            return {}
         from agent.timeline.page import require_plotly
 
         try:
             require_plotly()
         except ReportError as err:  # an optional extra (64 MB): the agent runs without it
             _LOGGER.info("timeline report off: %s", err)
-            return None
-        timeline = Timeline(cfg.report.minutes, wall_clock=True)  # capture stamps: monotonic
-        timeline.attach(self.pipeline)
-        return timeline
+            return {}
+        timelines = {}
+        for room, pipeline in self.pipelines.items():
+            # Capture stamps: monotonic.
+            timelines[room] = Timeline(cfg.report.minutes, wall_clock=True)
+            timelines[room].attach(pipeline)
+        return timelines
 
-    def timeline_path(self) -> Path:
-        if self.cfg.report.path is not None:
-            return self.cfg.report.path
-        return default_outbox_path(dict(os.environ)).with_name("timeline.html")
+    @property
+    def timeline(self) -> Timeline | None:
+        """The first room's timeline (the only one without ``rooms``)."""
+        return next(iter(self.timelines.values()), None)
+
+    def timeline_path(self, room: str | None = None) -> Path:
+        """``report.path`` (default ``timeline.html`` in the state directory); with several
+        rooms one page each, the room's id added to the name (``timeline-kitchen.html``)."""
+        path = self.cfg.report.path or default_outbox_path(dict(os.environ)).with_name(
+            "timeline.html"
+        )
+        if self._multi and room is not None:
+            path = path.with_name(f"{path.stem}-{room}{path.suffix}")
+        return path
 
     def request_timeline(self, signum: int = 0, frame: FrameType | None = None) -> None:
-        self._write_timeline.set()  # written on the main loop, not inside the signal handler
+        # Every room's, written on the main loop, not inside the signal handler.
+        for asked in self._timeline_asked.values():
+            asked.set()
 
-    def _timeline_report(self) -> None:
-        if self.timeline is None:
+    def _timeline_report(self, room: str) -> None:
+        timeline = self.timelines.get(room)
+        if timeline is None:
             _LOGGER.warning(
                 "no timeline report to write (report.minutes is 0 or the 'report' extra is missing)"
             )
@@ -267,9 +361,9 @@ class LiveAgent:
 
         try:
             write_report(
-                self.timeline.snapshot(),
-                self.timeline_path(),
-                title=f"edge-agent {self.cfg.device_id}: last {self.cfg.report.minutes:g} min",
+                timeline.snapshot(),
+                self.timeline_path(room),
+                title=f"edge-agent {room}: last {self.cfg.report.minutes:g} min",
             )
         except ReportError as err:
             _LOGGER.error("%s", err)
@@ -334,8 +428,9 @@ class LiveAgent:
         later = sorted(k for k in new_d if new_d[k] != old_d.get(k))
         # The running config takes the live changes, not those awaiting a restart.
         self.cfg = _with_paths(self.cfg, applied)
-        if applied and self.control is not None and self.control.commands is not None:
-            self.control.commands.publish_states()
+        for control in self.controls.values() if applied else ():
+            if control.commands is not None:
+                control.commands.publish_states()
         _LOGGER.info(
             "config reloaded from %s: %s",
             self.config_path,
@@ -345,8 +440,16 @@ class LiveAgent:
             _LOGGER.warning("changes to %s take effect after a restart", ", ".join(later))
 
     def _live_fields(self) -> dict[str, Callable[[Any], object]]:
-        """Config paths a SIGHUP applies at once, and how."""
-        settings = self.pipeline.settings
+        """Config paths a SIGHUP applies at once (to every room), and how."""
+        every = [p.settings for p in self.pipelines.values()]
+
+        def update(**values: Any) -> None:
+            for settings in every:
+                settings.update(**values)
+
+        def set_enabled(event_type: str, on: Any) -> None:
+            for settings in every:
+                settings.set_enabled(event_type, on)
 
         def log_level(value: Any) -> None:
             logging.getLogger().setLevel(str(value).upper())
@@ -357,62 +460,101 @@ class LiveAgent:
         return (
             live
             | {
-                "fusion.threshold": lambda v: settings.update(fusion_threshold=v),
-                "vision.min_score": lambda v: settings.update(vision_min_score=v),
-                "events.voice_command.require_person": lambda v: settings.update(require_person=v),
+                "fusion.threshold": lambda v: update(fusion_threshold=v),
+                "vision.min_score": lambda v: update(vision_min_score=v),
+                "events.voice_command.require_person": lambda v: update(require_person=v),
             }
             | {
                 # Each rule's own section: ``events.<type>.enabled`` switches it on and off.
-                f"events.{t}.enabled": partial(settings.set_enabled, t)
+                f"events.{t}.enabled": partial(set_enabled, t)
                 for t in (r.TYPE for r in self.pipeline.rules)
                 if t in type(self.cfg.events).model_fields
             }
         )
 
     def _status(self) -> str:
-        cam = self.capture.camera.state
-        mic = self.capture.microphone.state
-        if cam == "online" and mic == "online":
-            return "running"
-        return f"degraded: camera {cam}, microphone {mic}"
+        """``running``, or which devices are not online (``degraded: camera offline, …``;
+        with several rooms each named: ``degraded: kitchen camera offline, …``)."""
+        down = []
+        for room, capture in self.captures.items():
+            cam, mic = capture.camera.state, capture.microphone.state
+            if cam == "online" and mic == "online":
+                continue
+            prefix = f"{room} " if self._multi else ""
+            down.append(f"{prefix}camera {cam}, {prefix}microphone {mic}")
+        return f"degraded: {'; '.join(down)}" if down else "running"
 
-    def _on_progress(self, stage: str) -> None:
+    def _audio_stage(self, room: str) -> str:
+        return f"audio {room}" if self._multi else "audio"
+
+    def _on_progress(self, stage: str, room: str | None = None) -> None:
         if stage == "audio":  # frames arriving is the camera's business, not a heartbeat
-            self._audio_beats.beat(stage)
+            self._audio_beats.beat(stage if room is None else self._audio_stage(room))
+
+    def _on_room_progress(self, room: str, stage: str) -> None:
+        self._on_progress(stage, room)
 
     def _audio_ok(self) -> bool:
-        # No audio while the microphone is offline is degraded, not stalled.
-        return self.capture.microphone.state != "online" or not self._audio_beats.stalled()
+        # No audio while a microphone is offline is degraded, not stalled; each room's own.
+        late = set(self._audio_beats.stalled())
+        return all(
+            capture.microphone.state != "online" or self._audio_stage(room) not in late
+            for room, capture in self.captures.items()
+        )
 
     def _capture_alive(self) -> bool:
-        return self.capture.camera.alive() and self.capture.microphone.alive()
+        return all(c.camera.alive() and c.microphone.alive() for c in self.captures.values())
+
+    def _audio_end(self, room: str) -> None:
+        """A file microphone reached its end: the agent stops once every room's has."""
+        self._audio_ended.add(room)
+        if self._audio_ended >= set(self.rooms):
+            self._stop.set()
+
+    def _publish_agent_discovery(self) -> None:
+        """On every (re)connect: the agent's own Home Assistant device (several rooms)."""
+        if self.agent_discovery is not None and self.publisher is not None:
+            self.agent_discovery.publish(self.publisher.publish_raw)
+
+    @property
+    def capture(self) -> Capture:
+        """The first room's capture (the only one without ``rooms``)."""
+        return next(iter(self.captures.values()))
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         signal.signal(signal.SIGHUP, self.request_reload)
         signal.signal(signal.SIGUSR1, self.request_timeline)
-        self.capture = Capture(
-            self.cfg.camera,
-            self.cfg.microphone,
-            self._clock,
-            self.pipeline.on_frame,
-            self.pipeline.on_audio,
-            on_audio_end=self._stop.set,
-            idle=self.pipeline.idle,
-        )
-        if self.control is not None:
-            self.control.add_capture(self.capture)
-            self.control.attach()
+        for room, pipeline in self.pipelines.items():
+            cfg = self.rooms[room]
+            self.captures[room] = Capture(
+                cfg.camera,
+                cfg.microphone,
+                self._clock,
+                pipeline.on_frame,
+                pipeline.on_audio,
+                on_audio_end=partial(self._audio_end, room),
+                idle=pipeline.idle,
+                room=room if self._multi else None,
+            )
+        for room, control in self.controls.items():
+            control.add_capture(self.captures[room])
+            control.attach()
+        if self.agent_discovery is not None and self.publisher is not None:
+            self.agent_discovery.attach(self.publisher.publish_raw, self.publisher.subscribe)
+            self.publisher.add_connect_hook(self._publish_agent_discovery)
         if self.updater is not None and self.publisher is not None:
             updater = self.updater
             updater.attach(self.publisher.subscribe)
             self.publisher.add_connect_hook(updater.publish_state)
         if self.publisher is not None:
             self.publisher.start()
-        self.capture.start()
+        for capture in self.captures.values():
+            capture.start()
         # Counted from now: audio that never gets processed at all is a stall too.
-        self._audio_beats.beat("audio")
+        for room in self.rooms:
+            self._audio_beats.beat(self._audio_stage(room))
         self.beats.add_check("audio", self._audio_ok)
         self.beats.add_check("capture", self._capture_alive)
         # Give the devices a moment, so READY says honestly whether we run degraded.
@@ -427,7 +569,12 @@ class LiveAgent:
         if watchdog_usec:
             dog = Watchdog(self.notifier, self.beats, watchdog_usec / 2e6)
             dog.start()
-        _LOGGER.info("edge-agent %s running", self.cfg.device_id)
+        if self._multi:
+            _LOGGER.info(
+                "edge-agent %s running rooms %s", self.cfg.device_id, ", ".join(self.rooms)
+            )
+        else:
+            _LOGGER.info("edge-agent %s running", self.cfg.device_id)
         healthy_since: float | None = None
         try:
             while not self._stop.wait(0.5):
@@ -435,11 +582,12 @@ class LiveAgent:
                 if self._reload.is_set():
                     self._reload.clear()
                     self._reload_config()
-                if self._write_timeline.is_set():
-                    self._write_timeline.clear()
-                    self._timeline_report()
-                if self.control is not None:
-                    self.control.tick()
+                for room, asked in self._timeline_asked.items():
+                    if asked.is_set():
+                        asked.clear()
+                        self._timeline_report(room)
+                for control in self.controls.values():
+                    control.tick()
                 if self.drop is not None:
                     self.drop.tick()
                 if (now := self._status()) != status:
@@ -474,18 +622,35 @@ class LiveAgent:
         try:
             if dog:
                 dog.stop()
-            self.capture.stop(timeout=STOP_JOIN_S)
-            if self.capture.microphone.alive():
-                # The audio worker is still inside the pipeline: don't race it.
-                _LOGGER.warning("audio worker still busy at shutdown; pending speech dropped")
-            else:
-                self.pipeline.finish()
+            for capture in self.captures.values():
+                capture.stop(timeout=STOP_JOIN_S)
+            for room, capture in self.captures.items():
+                if capture.microphone.alive():
+                    # The audio worker is still inside the pipeline: don't race it.
+                    _LOGGER.warning(
+                        "audio worker of %s still busy at shutdown; pending speech dropped", room
+                    )
+                else:
+                    self.pipelines[room].finish()
         except Exception:
             _LOGGER.exception("error while stopping capture")
         finally:
+            for pub in self.room_publishers.values():
+                try:
+                    pub.say_stopped()
+                except EdgeAgentError as err:
+                    _LOGGER.warning("room status not published: %s", err)
             if self.publisher is not None:
                 self.publisher.close(timeout=3.0)  # keeps the whole stop under TimeoutStopSec
             self.notifier.close()
+
+
+def _present(presence: Presence) -> bool:
+    return presence.present
+
+
+def _talking(presence: Presence) -> bool:
+    return presence.talking
 
 
 def _no_publish(topic: str, payload: str | bytes, qos: int, retain: bool) -> None:

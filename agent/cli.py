@@ -164,6 +164,7 @@ def _config(path: Path | None) -> AgentConfig:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from agent.config.rooms import shared_devices
     from agent.extractors.speech import build_recognizer
     from agent.models.store import ModelStore
     from agent.sources.base import video_kind
@@ -174,7 +175,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     build_recognizer(cfg.speech, cfg.intents, ModelStore(cfg.models.dir), cfg.runtimes)
     print(f"{args.config}: OK (device {cfg.device_id}, {len(cfg.intents)} intents)")
     kind = {"stream": "network stream", "file": "video file", "device": "V4L2 device"}
-    print(f"camera: {kind[video_kind(cfg.camera.source)]} {redact(cfg.camera.source)}")
+    if not cfg.rooms:
+        print(f"camera: {kind[video_kind(cfg.camera.source)]} {redact(cfg.camera.source)}")
+    for warning in shared_devices(cfg.rooms):
+        print(f"warning: {warning}")
+    for room in cfg.rooms:
+        cam = room.camera.source
+        print(
+            f"room {room.id}: camera: {kind[video_kind(cam)]} {redact(cam)}, "
+            f"microphone: {room.microphone.source}"
+        )
     return EX_OK
 
 

@@ -34,9 +34,15 @@ class ControlPublisher(Protocol):
     """What this module needs of the MQTT publisher (agent.publish.mqtt.MqttPublisher)."""
 
     topics: Topics
-    reconnects: int
-    published: int
-    handler_errors: int
+
+    @property
+    def reconnects(self) -> int: ...
+
+    @property
+    def published(self) -> int: ...
+
+    @property
+    def handler_errors(self) -> int: ...
 
     def publish_raw(
         self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False
@@ -51,9 +57,11 @@ class ControlPublisher(Protocol):
     def add_connect_hook(self, hook: Callable[[], None]) -> None: ...
 
 
-def settings_path() -> Path:
-    """Where command-set values are kept: beside the outbox in the state directory."""
-    return default_outbox_path(dict(os.environ)).with_name("settings.json")
+def settings_path(room: str | None = None) -> Path:
+    """Where command-set values are kept: beside the outbox in the state directory; one file
+    per room when the agent serves several (``settings-<room>.json``)."""
+    name = "settings.json" if room is None else f"settings-{room}.json"
+    return default_outbox_path(dict(os.environ)).with_name(name)
 
 
 def _publish_fn(pub: ControlPublisher) -> Callable[[str, str | bytes, int, bool], None]:
@@ -91,12 +99,20 @@ class MqttControl:
         pipeline: Pipeline,
         updates: bool = False,
         buttons: dict[ButtonEntity, Callable[[], None]] | None = None,
+        *,
+        agent_id: str | None = None,
+        agent_status: str | None = None,
     ) -> None:
+        """``cfg`` is the room's (``AgentConfig.room_configs``); ``agent_id``/``agent_status``
+        are given for a room of an agent that serves several (settings persist per room,
+        Home Assistant links the room's device to the agent's)."""
         self.cfg = cfg
         self._updates = updates  # a model updater answers …/set/model_update
         # Actions (HA buttons): pressed on the MQTT network thread, so each must only flag
         # work for the main loop.
         self._buttons = dict(buttons or {})
+        self._agent_id = agent_id
+        self._agent_status = agent_status
         self.publisher = publisher
         self.pipeline = pipeline
         base = publisher.topics.base
@@ -112,7 +128,11 @@ class MqttControl:
                     "model_update_install",
                     *(b.key for b in self._buttons),
                 ),
-                persist_to=settings_path() if cfg.control.persist else None,
+                persist_to=(
+                    settings_path(cfg.device_id if agent_id is not None else None)
+                    if cfg.control.persist
+                    else None
+                ),
             )
             if cfg.control.commands
             else None
@@ -195,6 +215,8 @@ class MqttControl:
             stats_topic=self.stats.topic,
             updates=self._updates,
             buttons=tuple(self._buttons),
+            agent_id=self._agent_id,
+            agent_status=self._agent_status,
         )
         self.discovery.attach(_publish_fn(pub), _subscribe_fn(pub))
         pub.add_connect_hook(self._on_connect)

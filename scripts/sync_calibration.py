@@ -198,6 +198,7 @@ def main() -> int:
     me = sub.add_parser("measure", help="measure through the configured camera and microphone")
     me.add_argument("--config", type=Path, help="agent config (camera, microphone sections)")
     me.add_argument("--seconds", type=float, default=30.0)
+    me.add_argument("--room", help="with several rooms in the config: whose pair to measure")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
@@ -209,7 +210,7 @@ def main() -> int:
         from agent.config.loader import load_config
         from agent.config.schema import AgentConfig
 
-        cfg = load_config(args.config) if args.config else AgentConfig()
+        cfg = (load_config(args.config) if args.config else AgentConfig()).pair(args.room)
         cam_cfg = cfg.camera.model_copy(update={"fps": max(cfg.camera.fps, FPS)})
         result = measure(cam_cfg, cfg.microphone, args.seconds)
     print(json.dumps(result, indent=1))

@@ -3,21 +3,55 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args, get_origin
 
 import pytest
 
 from agent.config.loader import load_config, parse_text
+from agent.config.rooms import RoomConfig
 from agent.config.schema import AgentConfig
 from agent.errors import ConfigError
 from tests.conftest import ROOT, run_agent
 
 EXAMPLE = ROOT / "config" / "agent.example.yaml"
+ROOMS_EXAMPLE = ROOT / "config" / "rooms.example.yaml"
 
 
 def problems(text: str) -> list[str]:
     with pytest.raises(ConfigError) as info:
         parse_text(text, "c.yaml")
     return info.value.problems
+
+
+def _documents_every_key(model: type, node: object, prefix: str) -> None:
+    """Every field of ``model`` is in the example ``node`` and described; sections and lists
+    of sections (``rooms``, each item) are walked."""
+    assert isinstance(node, dict), f"{prefix or 'root'} is not a section in the example"
+    for name, field in model.model_fields.items():
+        assert name in node, f"{prefix}{name} missing from the example config"
+        assert field.description, f"{prefix}{name} has no description"
+        ann = field.annotation
+        if isinstance(ann, type) and hasattr(ann, "model_fields"):
+            _documents_every_key(ann, node[name], f"{prefix}{name}.")
+        item = get_args(ann)[0] if get_origin(ann) is list else None
+        if isinstance(item, type) and hasattr(item, "model_fields") and node[name]:
+            _documents_every_key(item, node[name][0], f"{prefix}{name}[0].")
+
+
+def test_rooms_example_is_valid_and_documents_every_room_key() -> None:
+    cfg = load_config(ROOMS_EXAMPLE)
+    assert [r.id for r in cfg.rooms] == ["kitchen", "hall"]
+    from ruamel.yaml import YAML
+
+    doc = YAML(typ="rt").load(ROOMS_EXAMPLE.read_text())
+    room = doc["rooms"][0]
+    for name, field in RoomConfig.model_fields.items():
+        assert name in room, f"rooms[0].{name} missing from the rooms example"
+        assert field.description, f"rooms[0].{name} has no description"
+    # A room's camera and microphone are the top-level sections' own classes, whose every
+    # key agent.example.yaml documents.
+    for name in ("camera", "microphone"):
+        assert RoomConfig.model_fields[name].annotation is AgentConfig.model_fields[name].annotation
 
 
 def test_example_config_is_valid_and_documents_every_key() -> None:
@@ -29,17 +63,7 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
     from ruamel.yaml import YAML
 
     doc = YAML(typ="rt").load(EXAMPLE.read_text())
-
-    def walk(model: type, node: object, prefix: str) -> None:
-        assert isinstance(node, dict), f"{prefix or 'root'} is not a section in the example"
-        for name, field in model.model_fields.items():
-            assert name in node, f"{prefix}{name} missing from the example config"
-            assert field.description, f"{prefix}{name} has no description"
-            ann = field.annotation
-            if isinstance(ann, type) and hasattr(ann, "model_fields"):
-                walk(ann, node[name], f"{prefix}{name}.")
-
-    walk(AgentConfig, doc, "")
+    _documents_every_key(AgentConfig, doc, "")
 
 
 def test_wrong_type_names_key_and_line() -> None:
@@ -109,3 +133,126 @@ def test_unknown_word_located_by_check_config(tmp_path: Path) -> None:
     res = run_agent("check-config", str(cfg), timeout=60)
     assert res.returncode == 78
     assert f"{cfg}:4:7 intents.light_on[1]:" in res.stderr and "flurbify" in res.stderr
+
+
+# -- rooms: several camera + microphone pairs in one agent ----------------------------------
+
+TWO_ROOMS = """device_id: house
+rooms:
+  - id: kitchen
+    name: Kitchen
+    camera:
+      source: http://127.0.0.1:8081/
+    microphone:
+      source: kitchen_mic
+  - id: hall
+    camera:
+      source: /dev/video2
+"""
+
+
+def test_without_rooms_one_room_is_the_device_with_the_top_level_pair() -> None:
+    cfg = parse_text("device_id: box\ncamera:\n  source: clip.avi\n")
+    [room] = cfg.room_configs()
+    assert room.id == "box" and room.cfg is cfg  # the config itself: nothing changes
+    assert cfg.rooms == []
+
+
+def test_rooms_each_get_a_config_of_their_own() -> None:
+    cfg = parse_text(TWO_ROOMS, "c.yaml")
+    kitchen, hall = cfg.room_configs()
+    assert (kitchen.id, hall.id) == ("kitchen", "hall")
+    assert kitchen.cfg.device_id == "kitchen" and hall.cfg.device_id == "hall"
+    assert kitchen.cfg.camera.source == "http://127.0.0.1:8081/"
+    assert kitchen.cfg.microphone.source == "kitchen_mic"
+    assert hall.cfg.camera.source == "/dev/video2" and hall.cfg.microphone.source == "default"
+    assert kitchen.cfg.homeassistant.device_name == "Kitchen"
+    assert hall.cfg.homeassistant.device_name is None
+    # Every other section is the agent's, shared by all rooms.
+    assert kitchen.cfg.vision == hall.cfg.vision == cfg.vision
+    assert kitchen.cfg.rooms == [] and kitchen.cfg.mqtt == cfg.mqtt
+
+
+def test_duplicate_room_id_rejected_with_its_line() -> None:
+    text = TWO_ROOMS + "  - id: kitchen\n"
+    assert problems(text) == [
+        "c.yaml:12:5 rooms[2].id: room id 'kitchen' is already the id of rooms[0]; "
+        "each room needs its own id"
+    ]
+
+
+def test_room_named_like_the_device_rejected() -> None:
+    [msg] = problems(TWO_ROOMS + "  - id: house\n")
+    assert msg.startswith("c.yaml:12:5 rooms[2].id: room id 'house' is the agent's device_id")
+
+
+def test_top_level_camera_beside_rooms_rejected() -> None:
+    [msg] = problems("camera:\n  fps: 5\n" + TWO_ROOMS)
+    assert msg.startswith("c.yaml:1:1 camera: with 'rooms', set each room's camera under")
+
+
+@pytest.mark.parametrize(
+    ("extra", "where"),
+    [
+        ("    lens: wide\n", "c.yaml:12:5 rooms[1].lens: Extra inputs are not permitted"),
+        ("    name: ''\n", "c.yaml:12:5 rooms[1].name: String should have at least 1 character"),
+    ],
+)
+def test_bad_room_key_names_key_and_line(extra: str, where: str) -> None:
+    assert problems(TWO_ROOMS + extra) == [where]
+
+
+def test_bad_room_id_and_missing_id() -> None:
+    found = problems(TWO_ROOMS + "  - id: a/b\n  - name: x\n")
+    assert found[0].startswith("c.yaml:12:5 rooms[2].id: String should match pattern")
+    assert found[1] == "c.yaml:13:5 rooms[3].id: Field required"
+
+
+def test_programmatic_duplicate_rooms_rejected_too() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"rooms\[1\]\.id: room id 'a' is already"):
+        AgentConfig.model_validate({"rooms": [{"id": "a"}, {"id": "a"}]})
+
+
+def test_cli_check_config_lists_rooms_and_exits_78_on_a_duplicate(tmp_path: Path) -> None:
+    good = tmp_path / "rooms.yaml"
+    good.write_text(TWO_ROOMS)
+    res = run_agent("check-config", str(good))
+    assert res.returncode == 0, res.stderr
+    assert "room kitchen: camera: network stream" in res.stdout
+    assert "room hall: camera: V4L2 device /dev/video2" in res.stdout
+    assert "warning" not in res.stdout
+    same = tmp_path / "same.yaml"
+    same.write_text(TWO_ROOMS + "  - id: attic\n    camera:\n      source: /dev/video2\n")
+    res = run_agent("check-config", str(same))
+    assert res.returncode == 0, res.stderr
+    assert "warning: rooms hall, attic use the same camera '/dev/video2'" in res.stdout
+    assert "warning: rooms hall, attic use the same microphone 'default'" in res.stdout
+    bad = tmp_path / "dup.yaml"
+    bad.write_text(TWO_ROOMS + "  - id: hall\n")
+    res = run_agent("check-config", str(bad))
+    assert res.returncode == 78
+    assert f"{bad}:12:5 rooms[2].id: room id 'hall' is already the id of rooms[1]" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_pair_picks_one_room_for_tools_that_use_one() -> None:
+    cfg = parse_text(TWO_ROOMS)
+    assert cfg.pair("kitchen").microphone.source == "kitchen_mic"
+    assert cfg.pair("hall").camera.source == "/dev/video2"
+    with pytest.raises(ConfigError, match=r"rooms: name one with --room \(rooms: kitchen, hall\)"):
+        cfg.pair()
+    with pytest.raises(ConfigError, match=r"rooms: no room 'attic'"):
+        cfg.pair("attic")
+    plain = parse_text("device_id: box\n")
+    assert plain.pair() is plain
+
+
+def test_enroll_from_a_microphone_needs_a_room_when_there_are_several(tmp_path: Path) -> None:
+    cfg = tmp_path / "rooms.yaml"
+    cfg.write_text(TWO_ROOMS)
+    res = run_agent("enroll", "--config", str(cfg), "--phrase", "lights on", "--takes", "1")
+    assert res.returncode == 78, res.stderr
+    assert "rooms: name one with --room (rooms: kitchen, hall)" in res.stderr
+    assert "Traceback" not in res.stderr

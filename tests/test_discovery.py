@@ -428,3 +428,41 @@ def test_a_button_matches_home_assistant_schema() -> None:
     assert topic == "homeassistant/button/box-1/timeline_report/config"
     assert cfg["command_topic"] == "edge-agent/box-1/set/timeline_report"
     assert cfg["payload_press"] == "PRESS" and cfg["entity_category"] == "diagnostic"
+
+
+def test_a_room_of_a_multi_room_agent_is_its_own_device_via_the_agent() -> None:
+    """A room's entities: their own device (linked to the agent's), available only while
+    both the agent's status (the connection's last will) and the room's say online."""
+    topics = Topics.for_device("edge-agent", "kitchen")
+    room = Discovery(
+        HomeAssistantConfig(device_name="Kitchen"),
+        topics,
+        "kitchen",
+        events=[EventEntity("voice_command", "Voice command", ("light_on",))],
+        states=[BinaryState("presence", "Presence", "occupancy")],
+        agent_id="house",
+        agent_status="edge-agent/house/status",
+    )
+    configs = room.configs()
+    assert configs
+    for topic, payload in configs:
+        check_config(topic, payload)
+        assert topic.split("/")[2] == "kitchen"
+        assert payload["device"]["identifiers"] == ["edge_agent_kitchen"]
+        assert payload["device"]["name"] == "Kitchen"
+        assert payload["device"]["via_device"] == "edge_agent_house"
+        assert payload["availability_mode"] == "all"
+        agent, own = payload["availability"]
+        assert (agent["topic"], own["topic"]) == (
+            "edge-agent/house/status",
+            "edge-agent/kitchen/status",
+        )
+        for avail in (agent, own):
+            assert render(avail["value_template"], "stopped") == avail["payload_not_available"]
+    # The one-room agent (the room is the agent) keeps its single availability topic.
+    alone = Discovery(HomeAssistantConfig(), topics, "kitchen", agent_status=topics.status)
+    alone_cfg = Discovery(
+        HomeAssistantConfig(), topics, "kitchen", states=[BinaryState("camera", "Camera")]
+    ).configs()[0][1]
+    assert alone.configs() == [] and "availability_mode" not in alone_cfg
+    assert "via_device" not in alone_cfg["device"]

@@ -281,8 +281,9 @@ def _wait_entity(
     want: Callable[[dict[str, Any]], bool],
     timeout: float,
     what: str,
+    entity: str = ENTITY,
 ) -> dict[str, Any]:
-    """Ask Home Assistant for a report every few seconds until ENTITY satisfies ``want``."""
+    """Ask Home Assistant for a report every few seconds until ``entity`` satisfies ``want``."""
     deadline = time.monotonic() + timeout
     asked = 0.0
     last: list[dict[str, Any]] | None = None
@@ -290,7 +291,7 @@ def _wait_entity(
         got = sub.on(f"{TEST}/update_entities")
         last = list(got[-1].json()) if got else None
         for e in last or []:
-            if e["entity_id"] == ENTITY and want(e):
+            if e["entity_id"] == entity and want(e):
                 return e
         if time.monotonic() - asked > 3:
             sender.publish_raw(f"{TEST}/report", "report")
@@ -410,3 +411,65 @@ def test_home_assistant_shows_the_update_and_installs_it_from_its_button(
 
 def _tail(path: Path, n: int = 3000) -> str:
     return path.read_text(errors="replace")[-n:] if path.exists() else ""
+
+
+def test_home_assistant_makes_a_device_per_room_linked_to_the_agent(
+    broker: LocalBroker, hass: Hass, tmp_path: Path
+) -> None:
+    """Two rooms in one agent: Home Assistant registers a device per room, connected via the
+    agent's device (which has the model update entity), and complains about nothing."""
+    audio = long_audio(600, tmp_path / "long.wav")
+    video = SAMPLES / "person_command" / "video.avi"
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(
+        "device_id: house\nrooms:\n"
+        f"  - id: kitchen\n    name: Kitchen\n    camera: {{source: {video}}}\n"
+        f"    microphone: {{source: {audio}}}\n"
+        f"  - id: hall\n    camera: {{source: {video}}}\n    microphone: {{source: {audio}}}\n"
+        f"mqtt:\n  host: {broker.host}\n  port: {broker.port}\n"
+    )
+    agent_log = tmp_path / "agent.log"
+    sub = Collector(broker.host, broker.port, "#").start()
+    sender = MqttPublisher(MqttConfig(host=broker.host, port=broker.port), "hass-test")
+    sender.start()
+    proc = start_agent(cfg, agent_log)
+    try:
+        _wait_entity(
+            hass,
+            sub,
+            sender,
+            lambda e: e["state"] == "off",
+            300,
+            "the agent's update entity",
+            entity="update.edge_agent_house_model_update",
+        )
+        # Every room's configs went out in the same burst as the agent's; give HA a moment.
+        time.sleep(3)
+    finally:
+        stop_agent(proc)
+        sender.close(timeout=5)
+        sub.stop()
+    assert hass.stop() == 0, _tail(hass.dir / "stdout.log")
+    devices = json.loads((hass.dir / ".storage" / "core.device_registry").read_text())
+    by_ident = {ident[1]: d for d in devices["data"]["devices"] for ident in d["identifiers"]}
+    house, kitchen, hall = (by_ident[f"edge_agent_{n}"] for n in ("house", "kitchen", "hall"))
+    assert (house["name"], kitchen["name"], hall["name"]) == (
+        "edge-agent house",
+        "Kitchen",
+        "edge-agent hall",
+    )
+    assert kitchen["via_device_id"] == house["id"] and hall["via_device_id"] == house["id"]
+    registry = json.loads((hass.dir / ".storage" / "core.entity_registry").read_text())
+    device_of = {e["unique_id"]: e["device_id"] for e in registry["data"]["entities"]}
+    assert device_of["edge_agent_kitchen_voice_command"] == kitchen["id"]
+    assert device_of["edge_agent_hall_voice_command"] == hall["id"]
+    assert device_of["edge_agent_hall_fusion_threshold"] == hall["id"]
+    assert device_of["edge_agent_house_model_update"] == house["id"]
+    assert "edge_agent_kitchen_model_update" not in device_of
+    complaints = [
+        line
+        for line in hass.log().splitlines()
+        if (" WARNING " in line or " ERROR " in line)
+        and any(w in line.lower() for w in ("mqtt", "edge_agent", "kitchen", "hall", "template"))
+    ]
+    assert complaints == [], "\n".join(complaints)

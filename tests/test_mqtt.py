@@ -126,3 +126,54 @@ def test_subscriptions_survive_a_raising_handler(broker: LocalBroker) -> None:
     finally:
         sender.close()
         pub.close()
+
+
+def test_every_handler_of_a_topic_is_called_even_when_one_raises(broker: LocalBroker) -> None:
+    """Rooms of one agent each subscribe to homeassistant/status on the one connection."""
+    pub = MqttPublisher(MqttConfig(host=broker.host, port=broker.port), "t4")
+    got: list[str] = []
+
+    def boom(topic: str, payload: bytes) -> None:
+        raise ValueError("one room's handler fails")
+
+    pub.subscribe("homeassistant/status", lambda t, p: got.append("kitchen"))
+    pub.subscribe("homeassistant/status", boom)
+    pub.subscribe("homeassistant/status", lambda t, p: got.append("hall"))
+    pub.start()
+    sender = MqttPublisher(MqttConfig(host=broker.host, port=broker.port), "sender4")
+    sender.start()
+    try:
+        sender.publish_raw("homeassistant/status", b"online")
+        deadline = time.monotonic() + 5
+        while len(got) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert got == ["kitchen", "hall"]
+        assert pub.handler_errors == 1 and pub.network_alive()
+    finally:
+        sender.close()
+        pub.close()
+
+
+def test_a_room_publishes_under_its_own_topics_on_the_agent_connection(
+    broker: LocalBroker,
+) -> None:
+    from agent.publish.subscriber import Collector
+
+    sub = Collector(broker.host, broker.port, "edge-agent/#").start()
+    pub = MqttPublisher(MqttConfig(host=broker.host, port=broker.port), "house")
+    kitchen = pub.room("kitchen")
+    assert kitchen.topics.base == "edge-agent/kitchen" and kitchen.agent_topics is pub.topics
+    pub.start()
+    try:
+        kitchen.publish_state("presence", "ON")
+        kitchen.publish_raw("edge-agent/kitchen/stats", '{"v":1}')
+        assert sub.wait_for("edge-agent/kitchen/status", timeout=5)[0].payload == b"online"
+        assert sub.wait_for("edge-agent/kitchen/state/presence", timeout=5)[0].payload == b"ON"
+        kitchen.say_stopped()
+    finally:
+        pub.close()
+        time.sleep(0.2)
+        sub.stop()
+    assert [m.payload for m in sub.on("edge-agent/kitchen/status")] == [b"online", b"stopped"]
+    assert [m.payload for m in sub.on("edge-agent/house/status")] == [b"online", b"stopped"]
+    assert sub.on("edge-agent/kitchen/stats") and kitchen.published == pub.published

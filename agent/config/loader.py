@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
+from agent.config.rooms import room_problems
 from agent.config.schema import AgentConfig
 from agent.errors import ConfigError
 
@@ -83,8 +84,20 @@ def parse_text(text: str, name: str = "<config>") -> AgentConfig:
         doc = {}
     if not isinstance(doc, dict):
         raise ConfigError([f"{name}:1:1 <root>: the config must be a mapping of sections"])
+    plain = _plain(doc)
+    rooms = plain.get("rooms")
+    if isinstance(rooms, list):
+        # Before pydantic, so that each clash is named at its own line.
+        device_id = plain.get("device_id", AgentConfig.model_fields["device_id"].default)
+        clashes = room_problems(rooms, device_id, plain)
+        if clashes:
+            lines = []
+            for loc, msg in clashes:
+                line, col = _position(doc, loc)
+                lines.append(f"{name}:{line}:{col} {_dotted(loc)}: {msg}")
+            raise ConfigError(lines)
     try:
-        cfg = AgentConfig.model_validate(_plain(doc))
+        cfg = AgentConfig.model_validate(plain)
     except ValidationError as err:
         problems = []
         for e in err.errors(include_url=False, include_input=False):

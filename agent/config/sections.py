@@ -291,5 +291,6 @@ class ReportConfig(Section):
     path: Path | None = Field(
         None,
         description="Where the daemon writes the timeline report; default "
-        "$STATE_DIRECTORY/timeline.html, else ~/.local/state/edge-agent/timeline.html.",
+        "$STATE_DIRECTORY/timeline.html, else ~/.local/state/edge-agent/timeline.html. With "
+        "rooms, one page per room, the room's id added to the name (timeline-kitchen.html).",
     )

@@ -351,8 +351,14 @@ class ModelStore:
         name: str,
         threads: int | None = None,
         runtimes: RuntimesConfig | None = None,
+        *,
+        stateful: bool = False,
     ) -> tuple[Session, Manifest]:
-        """Verify, then open with the manifest's runtime on the configured accelerator."""
+        """Verify, then open with the manifest's runtime on the configured accelerator.
+
+        ``stateful``: the model keeps state between runs inside its session (a streaming
+        model), so its caller needs a session of its own; this store always opens a new
+        one, and a sharing store (agent.models.shared) does not share it."""
         manifest = self.manifest(name)
         self.verify(manifest)
         session = open_model(manifest, runtimes, threads)

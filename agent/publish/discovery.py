@@ -95,7 +95,13 @@ class Discovery:
         stats_topic: str | None = None,
         updates: bool = False,
         buttons: Sequence[ButtonEntity] = (),
+        agent_id: str | None = None,
+        agent_status: str | None = None,
     ) -> None:
+        """``agent_id``/``agent_status``: this device is one room of the agent ``agent_id``
+        (several rooms, one connection): HA shows it connected via the agent's device, and
+        it is available only while both the agent's ``…/status`` (the connection's last
+        will) and the room's own say ``online``."""
         self.cfg = cfg
         self.topics = topics
         self.node = safe_id(device_id)
@@ -108,17 +114,41 @@ class Discovery:
         self._stats_topic = stats_topic or f"{topics.base}/stats"
         self._updates = updates
         self._buttons = tuple(buttons)
+        self._agent_id = agent_id
+        self._agent_status = agent_status if agent_status != topics.status else None
         self.published = 0
 
     # -- payloads --------------------------------------------------------------
     def device(self) -> dict[str, Any]:
-        return {
+        block: dict[str, Any] = {
             "identifiers": [f"edge_agent_{self.node}"],
             "name": self.cfg.device_name or f"edge-agent {self.device_id}",
             "model": "edge-agent",
             "manufacturer": "edge-agent project",
             "sw_version": __version__,
         }
+        if self._agent_id is not None and safe_id(self._agent_id) != self.node:
+            block["via_device"] = f"edge_agent_{safe_id(self._agent_id)}"
+        return block
+
+    def _availability(self) -> dict[str, Any]:
+        topics = [self.topics.status]
+        if self._agent_status is not None:
+            topics.insert(0, self._agent_status)
+        out: dict[str, Any] = {
+            "availability": [
+                {
+                    "topic": topic,
+                    "payload_available": "online",
+                    "payload_not_available": "offline",
+                    "value_template": AVAILABILITY_TEMPLATE,
+                }
+                for topic in topics
+            ]
+        }
+        if len(topics) > 1:
+            out["availability_mode"] = "all"
+        return out
 
     def _common(self, object_id: str, name: str) -> dict[str, Any]:
         return {
@@ -126,14 +156,7 @@ class Discovery:
             "unique_id": f"edge_agent_{self.node}_{object_id}",
             "device": self.device(),
             "origin": {"name": "edge-agent", "sw_version": __version__},
-            "availability": [
-                {
-                    "topic": self.topics.status,
-                    "payload_available": "online",
-                    "payload_not_available": "offline",
-                    "value_template": AVAILABILITY_TEMPLATE,
-                }
-            ],
+            **self._availability(),
         }
 
     def topic(self, component: str, object_id: str) -> str:

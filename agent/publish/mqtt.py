@@ -130,7 +130,8 @@ class MqttPublisher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
+        # topic -> (qos, handlers): rooms may each want the same topic (homeassistant/status).
+        self._subscriptions: dict[str, tuple[int, list[MessageHandler]]] = {}
         self._to_subscribe: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._connect_hooks: list[Callable[[], None]] = []
         self._rng = random.Random()
@@ -307,23 +308,28 @@ class MqttPublisher:
         }
 
     # -- publishing ------------------------------------------------------------
-    def publish_event(self, event: Event) -> None:
-        """Store the event for ``…/events`` and ``…/event/<type>`` (one transaction)."""
+    def publish_event(self, event: Event, topics: Topics | None = None) -> None:
+        """Store the event for ``…/events`` and ``…/event/<type>`` (one transaction);
+        ``topics``: another room's (see :meth:`room`)."""
+        topics = topics or self.topics
         payload = json.dumps(event.to_payload(), separators=(",", ":")).encode("utf-8")
         alarm = event.type in self._cfg.outbox.alarm_types
         prio = Priority.ALARM if alarm else Priority.EVENT
         self._store(
             [
                 OutMessage(topic, payload, self._cfg.qos, False, prio, event.id)
-                for topic in (self.topics.events, self.topics.event(event.type))
+                for topic in (topics.events, topics.event(event.type))
             ]
         )
 
-    def publish_state(self, key: str, value: str) -> None:
+    def publish_state(self, key: str, value: str, topics: Topics | None = None) -> None:
         """Retained state; only the newest value per key waits in the outbox."""
-        self._store(
-            [OutMessage(self.topics.state(key), value.encode("utf-8"), 1, True, Priority.STATE)]
-        )
+        topics = topics or self.topics
+        self._store([OutMessage(topics.state(key), value.encode("utf-8"), 1, True, Priority.STATE)])
+
+    def room(self, room_id: str) -> RoomPublisher:
+        """A view publishing under ``<base_topic>/<room_id>/`` through this one connection."""
+        return RoomPublisher(self, Topics.for_device(self._cfg.base_topic, room_id))
 
     def publish_raw(
         self,
@@ -368,8 +374,10 @@ class MqttPublisher:
                 self._wake_pair[1].send(b"\0")
 
     def subscribe(self, topic: str, handler: MessageHandler, qos: int = 1) -> None:
-        """Subscribe now (if connected) and again after every reconnect."""
-        self._subscriptions[topic] = (qos, handler)
+        """Subscribe now (if connected) and again after every reconnect; a second handler of
+        the same topic is called too."""
+        _, handlers = self._subscriptions.get(topic, (qos, []))
+        self._subscriptions[topic] = (qos, [*handlers, handler])
         self._to_subscribe.put(topic)
         self._wake()
 
@@ -561,14 +569,17 @@ class MqttPublisher:
             _LOGGER.exception("error in MQTT on_connect")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        # A raising handler would kill the network thread: count it and carry on.
-        try:
-            for pattern, (_, handler) in list(self._subscriptions.items()):
-                if mqtt.topic_matches_sub(pattern, msg.topic):
+        # A raising handler would kill the network thread: count it and carry on (with the
+        # other handlers: one room's failure is not another's).
+        for pattern, (_, handlers) in list(self._subscriptions.items()):
+            if not mqtt.topic_matches_sub(pattern, msg.topic):
+                continue
+            for handler in handlers:
+                try:
                     handler(msg.topic, bytes(msg.payload))
-        except Exception:
-            self.handler_errors += 1
-            _LOGGER.exception("error handling MQTT message on %s", msg.topic)
+                except Exception:
+                    self.handler_errors += 1
+                    _LOGGER.exception("error handling MQTT message on %s", msg.topic)
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
@@ -592,3 +603,70 @@ class MqttPublisher:
             self.progress_ns = time.monotonic_ns()
         except Exception:
             _LOGGER.exception("error in MQTT on_publish")
+
+
+class RoomPublisher:
+    """One room's topics on the agent's single MQTT connection and outbox.
+
+    The room's ``…/status`` says ``online`` after every (re)connect and ``stopped`` at a clean
+    exit (:meth:`say_stopped`). An MQTT connection has one last will, and it is the agent's
+    own ``…/status``; so a crashed agent leaves the rooms' last word standing, and Home
+    Assistant's availability of a room follows both topics (agent.publish.discovery).
+    """
+
+    def __init__(self, publisher: MqttPublisher, topics: Topics) -> None:
+        self._pub = publisher
+        self.topics = topics
+        publisher.add_connect_hook(self._say_online)
+
+    @property
+    def agent_topics(self) -> Topics:
+        return self._pub.topics
+
+    @property
+    def reconnects(self) -> int:
+        return self._pub.reconnects
+
+    @property
+    def published(self) -> int:
+        return self._pub.published
+
+    @property
+    def handler_errors(self) -> int:
+        return self._pub.handler_errors
+
+    @property
+    def outbox_depth(self) -> int:
+        return self._pub.outbox_depth
+
+    def _say_online(self) -> None:
+        self._pub.publish_raw(self.topics.status, ONLINE, 1, True)
+
+    def say_stopped(self) -> None:
+        """Before the agent's publisher closes (which flushes the outbox)."""
+        self._pub.publish_raw(self.topics.status, STOPPED, 1, True)
+
+    def publish_event(self, event: Event) -> None:
+        self._pub.publish_event(event, self.topics)
+
+    def publish_state(self, key: str, value: str) -> None:
+        self._pub.publish_state(key, value, self.topics)
+
+    def publish_raw(
+        self,
+        topic: str,
+        payload: str | bytes,
+        qos: int = 1,
+        retain: bool = False,
+        *,
+        priority: Priority | None = None,
+    ) -> None:
+        if priority is None and topic == f"{self.topics.base}/stats":
+            priority = Priority.STATS
+        self._pub.publish_raw(topic, payload, qos, retain, priority=priority)
+
+    def subscribe(self, topic: str, handler: MessageHandler, qos: int = 1) -> None:
+        self._pub.subscribe(topic, handler, qos)
+
+    def add_connect_hook(self, hook: Callable[[], None]) -> None:
+        self._pub.add_connect_hook(hook)

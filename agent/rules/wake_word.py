@@ -120,7 +120,10 @@ def build(cfg: AgentConfig, ctx: RuleContext, parts: Parts) -> WakeWordRule | No
     refs: dict[str, str] = {}
     phrases: dict[str, str] = {}
     for name in cfg.wakeword.models:
-        session, manifest = parts.store.load(f"wakeword_{name}", runtimes=cfg.runtimes)
+        # Streaming state lives in the interpreter: never shared with another room.
+        session, manifest = parts.store.load(
+            f"wakeword_{name}", runtimes=cfg.runtimes, stateful=True
+        )
         params = WakeWordParams.from_manifest(name, manifest.preprocess, manifest.postprocess)
         models.append((session, params))
         refs[name], phrases[name] = manifest.ref, params.phrase

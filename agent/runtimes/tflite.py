@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ class TfliteSession:
         label = options.label or path.name
         self.threads = options.threads or cfg.threads
         self.warmup_ms: float | None = None
+        self._lock = threading.Lock()  # see run
         delegates, failed = load_delegates(rt, cfg)
         try:
             self._it = self._create(rt, path, cfg, delegates)
@@ -139,7 +141,11 @@ class TfliteSession:
         return it
 
     def run(self, feeds: dict[str, Array]) -> dict[str, Array]:
-        for d in self._in:
-            self._it.set_tensor(d["index"], feeds[d["name"]])
-        self._it.invoke()
-        return {d["name"]: np.array(self._it.get_tensor(d["index"])) for d in self._out}
+        # An interpreter keeps its inputs and outputs in its own tensors, so two threads
+        # (rooms sharing this session, agent.models.shared) would overwrite each other's
+        # between set_tensor and get_tensor. Uncontended, the lock costs well under a µs.
+        with self._lock:
+            for d in self._in:
+                self._it.set_tensor(d["index"], feeds[d["name"]])
+            self._it.invoke()
+            return {d["name"]: np.array(self._it.get_tensor(d["index"])) for d in self._out}

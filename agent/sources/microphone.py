@@ -19,6 +19,7 @@ import math
 import os
 import queue
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,23 +39,34 @@ _SLEW_WINDOW = 64  # callbacks per anchor update
 _SLEW_MAX_NS = 500_000  # at most 0.5 ms of anchor change per window (~250 ppm at 32 ms chunks)
 
 
+_PORTAUDIO = threading.RLock()
+"""Held around PortAudio's set-up and tear-down (Pa_Initialize, opening, closing, Pa_Terminate),
+which are not thread-safe (nor is the ALSA configuration they parse): an agent with several
+rooms opens its microphones from several capture threads, and two at once aborted the process.
+It also keeps two threads from swapping fd 2 at once (see quiet_stderr)."""
+
+
 @contextmanager
 def quiet_stderr() -> Iterator[None]:
-    """PortAudio/ALSA print dozens of lines to fd 2 while probing; keep them out of our log."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        yield
-        return
-    saved = os.dup(fd)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, fd)
-        yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
-        os.close(devnull)
+    """PortAudio/ALSA print dozens of lines to fd 2 while probing; keep them out of our log.
+
+    Under ``_PORTAUDIO``: a second thread doing the same at once would save the first one's
+    /dev/null as "the" stderr and restore it, losing the log for good."""
+    with _PORTAUDIO:
+        try:
+            fd = sys.stderr.fileno()
+        except (AttributeError, OSError, ValueError):
+            yield
+            return
+        saved = os.dup(fd)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, fd)
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            os.close(devnull)
 
 
 def _pick_device(pa: Any, source: str) -> int | None:
@@ -148,16 +160,17 @@ class PyAudioMicrophone:
         self._window_min: int | None = None
         self._window_n = 0
         self._last_t_ns = -(2**62)
-        with quiet_stderr():
-            self._pa = pyaudio.PyAudio()
-        try:
-            device = _pick_device(self._pa, cfg.source)
-            self._stream, self.rate, self.channels = self._open(pyaudio, device, cfg.chunk_ms)
-        except (OSError, ValueError, SourceError) as err:
-            self._pa.terminate()
-            if isinstance(err, SourceError):
-                raise
-            raise SourceError(f"cannot open microphone {cfg.source!r}: {err}") from err
+        with _PORTAUDIO:
+            with quiet_stderr():
+                self._pa = pyaudio.PyAudio()
+            try:
+                device = _pick_device(self._pa, cfg.source)
+                self._stream, self.rate, self.channels = self._open(pyaudio, device, cfg.chunk_ms)
+            except (OSError, ValueError, SourceError) as err:
+                self._pa.terminate()
+                if isinstance(err, SourceError):
+                    raise
+                raise SourceError(f"cannot open microphone {cfg.source!r}: {err}") from err
         self._resampler = Resampler(self.rate)
         self._fallback_latency_ns = int(float(self._stream.get_input_latency()) * 1e9)
         _LOGGER.info(
@@ -285,7 +298,7 @@ class PyAudioMicrophone:
         # Pa_CloseStream aborts an active stream: it does not wait on a device that hangs.
         started = time.monotonic()
         try:
-            with quiet_stderr():
+            with quiet_stderr():  # (under _PORTAUDIO)
                 self._stream.close()
         finally:
             with quiet_stderr():

@@ -101,7 +101,9 @@ class CameraSupervisor:
         *,
         opener: VideoOpener | None = None,
         rng: random.Random | None = None,
+        room: str | None = None,
     ) -> None:
+        self._suffix = f"-{room}" if room else ""  # thread names tell the rooms apart
         self.cfg = cfg
         self._clock = clock
         self._on_frame = on_frame
@@ -125,8 +127,10 @@ class CameraSupervisor:
         self.transitions: list[tuple[int, str]] = []  # (clock ns, state), last 100
         self._state = "offline"
         self._threads = [
-            threading.Thread(target=self._capture, name="camera", daemon=True),
-            threading.Thread(target=self._deliver, name="camera-frames", daemon=True),
+            threading.Thread(target=self._capture, name=f"camera{self._suffix}", daemon=True),
+            threading.Thread(
+                target=self._deliver, name=f"camera-frames{self._suffix}", daemon=True
+            ),
         ]
 
     # -- public -------------------------------------------------------------------------
@@ -261,7 +265,9 @@ class MicrophoneSupervisor:
         opener: AudioOpener | None = None,
         rng: random.Random | None = None,
         idle: Callable[[], bool] | None = None,
+        room: str | None = None,
     ) -> None:
+        self._suffix = f"-{room}" if room else ""  # thread names tell the rooms apart
         self.cfg = cfg
         self._clock = clock
         self._on_chunk = on_chunk
@@ -273,7 +279,7 @@ class MicrophoneSupervisor:
         self._opener = opener or (lambda c, k: open_audio(c, k))
         self._backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s, 0.2, rng)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="audio", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"audio{self._suffix}", daemon=True)
         self._next_sample = 0  # counter across reopens
         self._end_ns: int | None = None
         self.samples = 0
@@ -437,10 +443,12 @@ class Capture:
         on_chunk: Callable[[AudioChunk], None],
         on_audio_end: Callable[[], None] | None = None,
         idle: Callable[[], bool] | None = None,
+        room: str | None = None,
     ) -> None:
-        self.camera = CameraSupervisor(camera, clock, on_frame)
+        """``room``: the room's id when the agent serves several (names the threads)."""
+        self.camera = CameraSupervisor(camera, clock, on_frame, room=room)
         self.microphone = MicrophoneSupervisor(
-            microphone, clock, on_chunk, on_end=on_audio_end, idle=idle
+            microphone, clock, on_chunk, on_end=on_audio_end, idle=idle, room=room
         )
 
     def start(self) -> Capture:

@@ -54,6 +54,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     en.add_argument("--takes", type=int, default=5, help="takes from the microphone")
     en.add_argument("--files", type=Path, nargs="+", help="WAV files instead of the microphone")
     en.add_argument("--dir", type=Path, help="enrollment folder (default: state dir/enroll)")
+    en.add_argument("--room", help="with several rooms in the config: whose microphone")
 
 
 def _load(path: Path | None) -> AgentConfig:
@@ -175,6 +176,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from agent.training.enroll import enroll_files, enroll_microphone
 
     cfg = _load(args.config)
+    if not args.files:
+        cfg = cfg.pair(args.room)  # the microphone to record from
     root = args.dir or _state_dir() / "enroll"
     if args.takes < 1:
         raise ConfigError(["enroll: --takes must be at least 1"])
