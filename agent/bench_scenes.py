@@ -194,9 +194,9 @@ def run_scene(
     cfg: AgentConfig, name: str, seconds: float, root: Path, store: Any = None
 ) -> dict[str, Any]:
     """Replay scene ``name`` (``pairsN``: N standard pairs at once) in real time."""
-    from agent.app import build_pipeline, replay
+    from agent.app import build_pipelines, replay
     from agent.demo import connect_pair
-    from agent.models.store import ModelStore
+    from agent.models.shared import SharedModelStore
     from agent.publish.broker import LocalBroker
 
     m = re.fullmatch(r"pairs(\d+)", name)
@@ -206,19 +206,20 @@ def run_scene(
     folder = make_scene("standard" if m else name, seconds, root)
     meta = json.loads((folder / "scene.json").read_text())
     ends = sorted(s["end"] for s in meta["speech"] if s["command"])
-    store = store or ModelStore(cfg.models.dir)
+    store = store or SharedModelStore(cfg.models.dir)
+    # N pairs = N rooms of one agent: one loaded copy of every model, one MQTT connection.
+    rooms = AgentConfig.model_validate(
+        {
+            **cfg.model_dump(exclude={"camera", "microphone", "rooms"}),
+            "rooms": [{"id": f"pair{i}"} for i in range(pairs)],
+        }
+    )
     with LocalBroker() as broker:
         broker.start()
         publisher, collector, topic = connect_pair(cfg, broker)
         try:
-            pipelines = [
-                build_pipeline(
-                    cfg.model_copy(update={"device_id": f"{cfg.device_id}-{i}"}),
-                    publisher,
-                    store=store,
-                )
-                for i in range(pairs)
-            ]
+            built = build_pipelines(rooms, lambda room: publisher, store=store)
+            pipelines = [built[f"pair{i}"] for i in range(pairs)]
             reports: list[Any] = [None] * pairs
 
             def play(i: int) -> None:
@@ -249,7 +250,7 @@ def run_scene(
     latencies: list[float] = []
     for msg in got:
         ev = msg.json()
-        pair = int(str(ev["device"]).rsplit("-", 1)[1])
+        pair = int(str(ev["device"]).removeprefix("pair"))
         heard = msg.at - reports[pair].started_at
         before = [e for e in ends if e <= heard]
         if before:
@@ -290,11 +291,11 @@ def run_scenes(
     root: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    from agent.models.store import ModelStore
+    from agent.models.shared import SharedModelStore
 
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     root = root or Path(cache) / "edge-agent" / "bench"
-    store = ModelStore(cfg.models.dir)
+    store = SharedModelStore(cfg.models.dir)
     rows = []
     for name in names:
         if progress is not None:
