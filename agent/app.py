@@ -142,9 +142,19 @@ class ReplayReport:
 
 
 def replay(
-    pipeline: Pipeline, video: Path, audio: Path, *, realtime: bool = False, chunk_ms: int = 32
+    pipeline: Pipeline,
+    video: Path,
+    audio: Path,
+    *,
+    realtime: bool = False,
+    chunk_ms: int = 32,
+    idle_batch_ms: int = 0,
 ) -> ReplayReport:
-    """Feed recorded media through ``pipeline`` in timestamp order (one media clock)."""
+    """Feed recorded media through ``pipeline`` in timestamp order (one media clock).
+
+    ``realtime`` delivers each chunk when a microphone would; ``idle_batch_ms`` then also
+    takes chunks in batches while the pipeline is idle, as the live audio worker does
+    (``microphone.idle_batch_ms``)."""
     wall0, cpu0, started_at = time.perf_counter(), time.process_time(), time.time()
     vsrc = VideoFileSource(video)
     asrc = WavFileSource(audio, chunk_ms=chunk_ms)
@@ -153,9 +163,11 @@ def replay(
     grace_ns = int(pipeline.window_after_s * 1e9)
     try:
         nxt = vsrc.read()
+        hold_until = 0.0  # media seconds: idle, so chunks wait until then and go together
         while (chunk := asrc.read()) is not None:
             if realtime:
-                delay = chunk.end_ns / 1e9 - (time.perf_counter() - wall0)
+                due = max(chunk.end_ns / 1e9, hold_until)
+                delay = due - (time.perf_counter() - wall0)
                 if delay > 0:
                     time.sleep(delay)
             # Frames up to the end of this chunk exist "now", as they would live.
@@ -167,6 +179,9 @@ def replay(
                 pipeline.times.add("frame_read", started)  # the camera's share, as live
             pipeline.on_audio(chunk)
             chunks += 1
+            end_s = chunk.end_ns / 1e9
+            if realtime and idle_batch_ms and hold_until <= end_s and pipeline.idle():
+                hold_until = end_s + idle_batch_ms / 1000
         # Decide the last utterance before trailing video could push its frames out of the ring.
         while nxt is not None and nxt.t_ns <= asrc_end_ns + grace_ns:
             pipeline.on_frame(nxt)

@@ -224,7 +224,11 @@ def run_scene(
 
             def play(i: int) -> None:
                 reports[i] = replay(
-                    pipelines[i], folder / "video.avi", folder / "audio.wav", realtime=True
+                    pipelines[i],
+                    folder / "video.avi",
+                    folder / "audio.wav",
+                    realtime=True,
+                    idle_batch_ms=cfg.microphone.idle_batch_ms,  # as the live audio worker
                 )
 
             cpu0, wall0 = time.process_time(), time.perf_counter()

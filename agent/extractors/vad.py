@@ -122,7 +122,7 @@ class Segmenter:
         self.gated = 0  # windows the energy gate decided without the model
         self.quiet = False  # the last window was gated (room noise)
         self._quiet_run = 0  # windows in a row with no speech (gated, or the model said so)
-        self._gated_tail: deque[tuple[npt.NDArray[np.float32], int]] = deque(
+        self._gated_tail: deque[tuple[npt.NDArray[np.int16], int]] = deque(
             maxlen=GATE_WARMUP_WINDOWS
         )
         self.last_probability = 0.0
@@ -133,7 +133,9 @@ class Segmenter:
     def feed(self, chunk: AudioChunk) -> Iterator[SpeechSegment]:
         if self._pending_t0 is None or len(self._pending) == 0:
             self._pending_t0 = chunk.t_ns
-        self._pending = np.concatenate([self._pending, chunk.samples])
+            self._pending = chunk.samples  # the usual case: no copy
+        else:
+            self._pending = np.concatenate([self._pending, chunk.samples])
         while len(self._pending) >= WINDOW:
             window = self._pending[:WINDOW]
             t0 = self._pending_t0
@@ -162,7 +164,7 @@ class Segmenter:
         if self._cfg.gate_db <= 0:
             return False
         x = window.astype(np.float32)
-        level = 10.0 * math.log10(float(np.dot(x, x)) / len(x) + 1.0)  # dB re 1 LSB
+        level = 10.0 * math.log10(float(x @ x) / len(x) + 1.0)  # dB re 1 LSB
         self._levels.append(level)
         if len(self._levels) == FLOOR_WINDOWS and self.windows % FLOOR_EVERY == 0:
             self._floor = float(np.percentile(self._levels, FLOOR_PERCENTILE))
@@ -187,24 +189,23 @@ class Segmenter:
                 drop = len(self._history) - keep
                 self._history = self._history[drop:]
                 self._hist_t0 += round(drop * WINDOW * NS_PER_SAMPLE)
-        scaled = window.astype(np.float32) / 32768.0
         self.quiet = self._quiet(window)
         self.windows += 1
         if self.quiet:  # never while in speech
             self.gated += 1
             self._quiet_run += 1
-            self._gated_tail.append((scaled, t0))
+            self._gated_tail.append((window, t0))
             self.last_probability = 0.0
             return []
         out = []
         # The gate just opened: the windows it held back go through the model first, and
         # are decided as they would have been (speech that began softly starts where it did).
         for earlier, earlier_t0 in self._gated_tail:
-            seg = self._advance(self._vad(earlier), earlier_t0)
+            seg = self._advance(self._vad(earlier.astype(np.float32) / 32768.0), earlier_t0)
             if seg is not None:
                 out.append(seg)
         self._gated_tail.clear()
-        p = self._vad(scaled)
+        p = self._vad(window.astype(np.float32) / 32768.0)
         self.last_probability = p
         no_speech = not self._in_speech and p < self._cfg.threshold - 0.15
         self._quiet_run = self._quiet_run + 1 if no_speech else 0
