@@ -190,12 +190,18 @@ class RuleContext:
         return spread(grid(self.frames.window(lo, hi), self._gap_ns(cap)), cap)
 
     def prescore(self, start_ns: int, cap: int) -> None:
-        """Score the grid frames of the utterance under way that exist now (at most ``cap``)."""
+        """Score the grid frames of the utterance under way that exist now.
+
+        Up to twice ``cap`` of them: a phrase longer than ~1 s has more grid frames than
+        ``cap``, and :meth:`speech_frames` then spreads its pick over all of them, so the
+        first ``cap`` alone would leave frames for the detector at the decision (~10 ms each,
+        on the way to the event).
+        """
         lo = start_ns - int(self.window.before_s * 1e9)
         latest = self.frames.latest_ns()
         if latest is None or latest < lo:
             return
-        for frame in grid(self.frames.window(lo, latest), self._gap_ns(cap))[:cap]:
+        for frame in grid(self.frames.window(lo, latest), self._gap_ns(cap))[: 2 * cap]:
             if frame.t_ns not in self._faces:
                 self.faces([frame])
 
