@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from agent.config.schema import AgentConfig
 from agent.core.media import AUDIO_RATE
+from agent.latency import percentile
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def _utterances(sample: str) -> list[tuple[str, npt.NDArray[np.float64]]]:
     return out
 
 
-def _room_noise(seconds: float, seed: int) -> npt.NDArray[np.float64]:
+def room_noise(seconds: float, seed: int) -> npt.NDArray[np.float64]:
     rng = np.random.default_rng(seed)
     white = rng.standard_normal(int(seconds * AUDIO_RATE))
     spec = np.fft.rfft(white)
@@ -105,7 +106,7 @@ def make_scene(name: str, seconds: float, root: Path) -> Path:
         raise ValueError(f"unknown bench scene {name!r}; known: {', '.join(SCENES)}")
     tmp = folder.with_name(folder.name + ".part")
     tmp.mkdir(parents=True, exist_ok=True)
-    audio = _room_noise(seconds, seed=7)
+    audio = room_noise(seconds, seed=7)
     speech: list[dict[str, Any]] = []
     commands = _utterances("person_command") + _utterances("person_command_female")
     talk = _utterances("person_chatter") + _utterances("person_background_speech")
@@ -181,13 +182,6 @@ def _rss_mb() -> tuple[float, float]:
             elif line.startswith("VmHWM:"):
                 peak = int(line.split()[1]) / 1024
     return now, peak
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def run_scene(
@@ -266,7 +260,7 @@ def run_scene(
             stage_ms[stage] = max(stage_ms.get(stage, 0.0), ms)
         stage_total_s += sum(p.times.total_ms.values()) / 1000
     media = reports[0].media_s
-    p50, p95 = _percentile(latencies, 0.5), _percentile(latencies, 0.95)
+    p50, p95 = (percentile(latencies, q) if latencies else None for q in (0.5, 0.95))
     return {
         "scene": name,
         "pairs": pairs,

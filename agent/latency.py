@@ -34,7 +34,7 @@ def event_scenes(root: Path) -> list[Path]:
     return found
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
         return float("nan")
@@ -99,8 +99,8 @@ def run_latency(cfg: AgentConfig, scenes: list[Path], runs: int = 3) -> dict[str
         xs = [r["latency_ms"] for r in rows if r["type"] == kind]
         by_type[kind] = {
             "n": len(xs),
-            "p50": round(_percentile(xs, 0.5), 1),
-            "p95": round(_percentile(xs, 0.95), 1),
+            "p50": round(percentile(xs, 0.5), 1),
+            "p95": round(percentile(xs, 0.95), 1),
         }
     return {
         "scenes": [f.name for f in scenes],
@@ -108,8 +108,8 @@ def run_latency(cfg: AgentConfig, scenes: list[Path], runs: int = 3) -> dict[str
         "events": len(rows),
         "missed": missed,
         "latency_ms": {
-            "p50": round(_percentile(lat, 0.5), 1),
-            "p95": round(_percentile(lat, 0.95), 1),
+            "p50": round(percentile(lat, 0.5), 1),
+            "p95": round(percentile(lat, 0.95), 1),
             "max": round(max(lat), 1) if lat else float("nan"),
         },
         "by_type": by_type,
@@ -136,4 +136,4 @@ def print_latency(result: dict[str, Any]) -> None:
     print("stage medians (ms): " + json.dumps(result["stage_median_ms"]))
 
 
-__all__ = ["event_scenes", "print_latency", "run_latency"]
+__all__ = ["event_scenes", "percentile", "print_latency", "run_latency"]

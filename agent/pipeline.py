@@ -63,20 +63,23 @@ class Presence:
         return self.enabled and now_ns >= self._next_ns
 
     def changed(self, frame: Frame) -> bool:
-        """Does ``frame`` need the detector (motion since its last run, or time to refresh)?"""
-        if self._motion <= 0 or self.last_score is None:
+        """Does ``frame`` need the detector (motion since its last run, or time to refresh)?
+        When it does, ``frame`` becomes the picture later ones are compared with."""
+        if self._motion <= 0:
             return True
         thumb = frame.thumbnail()
-        moved = self._ref is None or float(np.mean(np.abs(thumb - self._ref))) >= self._motion
-        if moved or frame.t_ns - self._ref_ns >= self._refresh_ns:
+        if (
+            self._ref is None
+            or self.last_score is None
+            or float(np.mean(np.abs(thumb - self._ref))) >= self._motion
+            or frame.t_ns - self._ref_ns >= self._refresh_ns
+        ):
             self._ref, self._ref_ns = thumb, frame.t_ns
             return True
         self.still += 1
         return False
 
-    def scored(self, frame: Frame, score: float) -> None:
-        if self._motion > 0 and (self._ref is None or self._ref_ns != frame.t_ns):
-            self._ref, self._ref_ns = frame.thumbnail(), frame.t_ns
+    def scored(self, score: float) -> None:
         self.last_score = score
 
     def update(
@@ -267,7 +270,7 @@ class Pipeline:
             started = time.perf_counter_ns()
             if tracker.changed(frame):
                 score = self.ctx.scorer.person_score(frame.image)
-                tracker.scored(frame, score)
+                tracker.scored(score)
                 self.times.add("presence_frame", started)
                 if self.ctx.observer is not None:
                     self.ctx.observer.frame_scored(frame, None, score)

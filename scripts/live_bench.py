@@ -26,6 +26,7 @@ from typing import Any
 
 import testbed
 from agent.bench_scenes import make_scene
+from agent.latency import percentile
 from agent.publish.broker import LocalBroker
 from agent.publish.subscriber import Collector
 from agent.sources.files import read_wav
@@ -134,7 +135,7 @@ def run(scene: str, rooms: int, seconds: float, agent: Sequence[str]) -> dict[st
     xs = sorted(latencies)
 
     def pct(q: float) -> float | None:
-        return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))] if xs else None
+        return percentile(xs, q) if xs else None
 
     return {
         "scene": scene,

@@ -27,9 +27,7 @@ def _setup(tmp_path: Path) -> tuple[ModelStore, ModelUpdater, DropFolder, list[s
     write_key(pair, tmp_path / "k")
     store = ModelStore(model_folder(tmp_path / "store", "tiny").parent)
     restarted: list[str] = []
-    up = ModelUpdater(
-        store, [pair.public], "box", lambda *a: None, restarted.append, model="tiny"
-    )
+    up = ModelUpdater(store, [pair.public], "box", lambda *a: None, restarted.append, model="tiny")
     return store, up, DropFolder(tmp_path / "drop", up, poll_s=0.5), restarted, tmp_path / "k"
 
 

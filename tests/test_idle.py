@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from agent.bench_scenes import room_noise
 from agent.config.capture import CameraConfig, MicrophoneConfig
 from agent.config.sections import PresenceConfig, VadConfig
 from agent.core.clock import MonotonicClock
@@ -100,16 +101,6 @@ class _CountingVad:
         return self.inner(window)
 
 
-def _room_noise(seconds: float, dbfs: float = -50.0) -> np.ndarray:
-    rng = np.random.default_rng(3)
-    w = rng.standard_normal(int(seconds * AUDIO_RATE))
-    f = np.fft.rfft(w)
-    f[1:] /= np.sqrt(np.arange(1, len(f)))  # pink, like a room
-    x = np.fft.irfft(f, len(w))
-    x = x / np.sqrt(np.mean(x**2)) * 32768 * 10 ** (dbfs / 20)
-    return x
-
-
 def _cut(samples: np.ndarray, gate_db: float) -> tuple[list[tuple[int, int]], _CountingVad]:
     vad = _CountingVad(SileroVad(ModelStore().load("silero_vad_int8")[0]))
     seg = Segmenter(VadConfig(gate_db=gate_db), vad)
@@ -123,7 +114,7 @@ def _cut(samples: np.ndarray, gate_db: float) -> tuple[list[tuple[int, int]], _C
 
 def test_energy_gate_skips_the_model_in_a_quiet_room_and_keeps_speech() -> None:
     speech = read_wav(SAMPLES / "person_command" / "audio.wav").astype(np.float64)
-    noise = _room_noise(16.0)
+    noise = room_noise(16.0, seed=3)
     mix = noise.copy()
     mix[6 * AUDIO_RATE : 6 * AUDIO_RATE + len(speech)] += speech  # after the floor is known
     audio = np.clip(mix, -32768, 32767).astype(np.int16)
@@ -154,7 +145,7 @@ def test_presence_runs_the_detector_only_when_the_picture_moves() -> None:
         assert tracker.fresh(frame)
         if tracker.changed(frame):
             runs.append(i)
-            tracker.scored(frame, 0.9 if img is person else 0.0)
+            tracker.scored(0.9 if img is person else 0.0)
 
     for i in range(5):
         check(i, empty)  # a still, empty room: one run, then the answer stands

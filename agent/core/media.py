@@ -62,9 +62,8 @@ class Frame:
         (a fraction of a full decode) and leaves the frame undecoded."""
         import cv2
 
-        image = self._image
-        if self._jpeg is None or image is not None:
-            grey = cv2.cvtColor(self.image if image is None else image, cv2.COLOR_BGR2GRAY)
+        if self._jpeg is None or self._image is not None:
+            grey = cv2.cvtColor(self.image, cv2.COLOR_BGR2GRAY)
         else:
             reduced = cv2.imdecode(self._jpeg, cv2.IMREAD_REDUCED_GRAYSCALE_8)
             if reduced is None:
