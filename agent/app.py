@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.config.schema import AgentConfig
 from agent.core.clock import MonotonicClock
+from agent.core.media import AudioChunk, join_chunks
 from agent.core.settings import RuntimeSettings, Settings
 from agent.errors import ConfigError, EdgeAgentError, ModelError, ReportError
 from agent.extractors.speech import build_recognizer
@@ -164,12 +165,21 @@ def replay(
     try:
         nxt = vsrc.read()
         hold_until = 0.0  # media seconds: idle, so chunks wait until then and go together
-        while (chunk := asrc.read()) is not None:
+        ahead: AudioChunk | None = None
+        while (chunk := ahead or asrc.read()) is not None:
+            ahead = None
             if realtime:
                 due = max(chunk.end_ns / 1e9, hold_until)
                 delay = due - (time.perf_counter() - wall0)
                 if delay > 0:
                     time.sleep(delay)
+                if chunk.end_ns / 1e9 < hold_until:
+                    # The chunks captured during the idle wait reach the pipeline in one call.
+                    parts = [chunk]
+                    while (more := asrc.read()) is not None and more.end_ns / 1e9 <= hold_until:
+                        parts.append(more)
+                    ahead = more
+                    chunk = join_chunks(parts)[0]  # a file has no gaps
             # Frames up to the end of this chunk exist "now", as they would live.
             while nxt is not None and nxt.t_ns <= chunk.end_ns:
                 pipeline.on_frame(nxt)

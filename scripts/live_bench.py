@@ -13,6 +13,7 @@ arrival at the subscriber. Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import subprocess
@@ -23,6 +24,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from ruamel.yaml import YAML
 
 import testbed
 from agent.bench_scenes import make_scene
@@ -71,7 +74,23 @@ def _config(broker: LocalBroker, ports: list[int]) -> str:
     return f"device_id: live\nrooms:\n{rooms}{mqtt}"
 
 
-def run(scene: str, rooms: int, seconds: float, agent: Sequence[str]) -> dict[str, Any]:
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        old = out.get(key)
+        out[key] = (
+            _merged(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+        )
+    return out
+
+
+def run(
+    scene: str,
+    rooms: int,
+    seconds: float,
+    agent: Sequence[str],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     folder = make_scene(scene, seconds, Path(tempfile.gettempdir()) / "edge-agent-bench")
     meta = json.loads((folder / "scene.json").read_text())
     ends = [float(s["end"]) for s in meta["speech"] if s["command"]]
@@ -88,7 +107,12 @@ def run(scene: str, rooms: int, seconds: float, agent: Sequence[str]) -> dict[st
             try:
                 for port in ports:
                     procs.append(testbed.start_mjpeg(port, folder / "video.avi", fps=15))
-                (home / "agent.yaml").write_text(_config(broker, ports))
+                text = _config(broker, ports)
+                if extra:
+                    buf = io.StringIO()
+                    YAML(typ="safe").dump(_merged(YAML(typ="safe").load(text), extra), buf)
+                    text = buf.getvalue()
+                (home / "agent.yaml").write_text(text)
                 col = Collector(broker.host, broker.port, "edge-agent/+/events").start()
                 log = (home / "agent.log").open("w")
                 proc = subprocess.Popen(
@@ -156,8 +180,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--scene", default="standard", choices=("idle", "standard", "busy"))
     ap.add_argument("--rooms", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument(
+        "--config-extra",
+        type=Path,
+        help="YAML merged into the generated agent config (e.g. speech: {threads: 1})",
+    )
     args = ap.parse_args(argv)
-    result = run(args.scene, args.rooms, args.seconds, _agent_cmd())
+    extra = YAML(typ="safe").load(args.config_extra) if args.config_extra else None
+    result = run(args.scene, args.rooms, args.seconds, _agent_cmd(), extra)
     print(json.dumps(result, indent=1))
     return 0
 

@@ -117,3 +117,52 @@ def test_real_pipeline_decides_a_command_soon_after_it_ends() -> None:
     assert t_late - spoken_end >= 0.4
     # The window's frames were looked at while the phrase was spoken, not at the decision.
     assert calls_during >= 4 and calls_at_decision <= 1, (calls_during, calls_at_decision)
+
+
+def test_prefetch_comes_one_window_before_the_endpoint_with_the_length_it_will_see() -> None:
+    cfg = VadConfig(min_silence_ms=400, endpoint_ms=120, pad_ms=250)
+    script = [0.0] * 12 + [0.9] * 25 + [0.0] * 30
+    calls: list[tuple[int, int, int]] = []  # (window, samples now, samples at the check)
+    asked: list[int] = []
+    seg = Segmenter(cfg, Scripted(script), lambda s: asked.append(len(s.samples)) or True)
+    seg.prefetch = lambda s, final: calls.append((seg.windows, len(s.samples), final))
+    samples = np.zeros(WINDOW, np.int16)
+    for i in range(len(script)):
+        list(seg.feed(AudioChunk(round(i * WINDOW * 1e9 / AUDIO_RATE), i * WINDOW, samples)))
+    # endpoint_ms 120 = 4 silent windows; the prefetch comes after the 3rd.
+    assert len(calls) == 1 and len(asked) == 1
+    window, now, final = calls[0]
+    assert window == 12 + 25 + 3
+    assert final == now + WINDOW == asked[0]
+
+
+def test_prefetch_leaves_the_recognizer_s_answer_bit_for_bit_the_same() -> None:
+    """The shipped command model: an utterance's probabilities with and without a prefetch of
+    it less its last window are identical, and most of the embedding windows are reused."""
+    from agent.extractors.command import CommandModelRecognizer
+    from agent.models.store import ModelStore
+    from agent.sources.files import read_wav
+
+    cfg = AgentConfig()
+    store = ModelStore(cfg.models.dir)
+    audio = read_wav(SAMPLES / "person_command" / "audio.wav")
+    spoken = json.loads((SAMPLES / "person_command" / "scene.json").read_text())["timeline"][
+        "speech"
+    ][0]
+    start = int((spoken["start"] - 0.25) * AUDIO_RATE)
+    end = int((spoken["end"] + 0.13) * AUDIO_RATE)
+    utterance = audio[start:end]
+    plain = CommandModelRecognizer(cfg.speech, cfg.intents, store, cfg.runtimes)
+    helped = CommandModelRecognizer(cfg.speech, cfg.intents, store, cfg.runtimes)
+    helped.prefetch(utterance[:-WINDOW], len(utterance))
+    p0 = plain.probabilities(utterance)
+    p1 = helped.probabilities(utterance)
+    assert p0 is not None and p1 is not None
+    assert np.array_equal(p0, p1)
+    assert helped._embedder.reused >= 14  # of 28 windows
+    assert plain.recognize(utterance).intent == "light_on"
+    # A prefetch of other audio is never mistaken for this one.
+    other = CommandModelRecognizer(cfg.speech, cfg.intents, store, cfg.runtimes)
+    other.prefetch(np.flip(utterance[:-WINDOW]).copy(), len(utterance))
+    p2 = other.probabilities(utterance)
+    assert p2 is not None and np.array_equal(p0, p2)

@@ -4,6 +4,7 @@ sample videos' MJPEG, the MJPEG test camera, Silero, Mosquitto); fakes only for 
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -181,7 +182,9 @@ class _QueuedMic:
             time.sleep(0.002)
         i = self.delivered
         self.delivered += 1
-        return AudioChunk(i * 32_000_000, i * 512, np.zeros(512, np.int16))
+        return AudioChunk(
+            i * 32_000_000, i * 512, (np.arange(i * 512, (i + 1) * 512) % 30_000).astype(np.int16)
+        )
 
     def close(self) -> None:
         pass
@@ -208,9 +211,14 @@ def test_idle_audio_is_taken_in_batches_and_nothing_is_lost() -> None:
     sup.start()
     assert done.wait(20)
     sup.stop()
-    assert [c.first_sample for c in got] == [i * 512 for i in range(40)]
-    # After each idle wait several chunks are already queued: read back to back.
-    assert sum(1 for n in wakes if n >= 1) >= 10
+    # Every sample once, in order, on its own clock ...
+    assert np.array_equal(np.concatenate([c.samples for c in got]), np.arange(40 * 512) % 30_000)
+    for before, after in itertools.pairwise(got):
+        assert after.first_sample == before.first_sample + len(before.samples)
+        assert after.t_ns == before.end_ns
+    # ... and what queued up during each idle wait reached the consumer in one call.
+    assert len(got) <= 40 // 2
+    assert max(len(c.samples) for c in got) >= 3 * 512
 
 
 def test_mqtt_thread_sleeps_until_a_message_is_stored(broker: LocalBroker) -> None:

@@ -73,13 +73,13 @@ class MicrophoneConfig(Section):
     )
     chunk_ms: int = Field(32, ge=10, le=256, description="Capture chunk length in milliseconds.")
     idle_batch_ms: int = Field(
-        96,
+        192,
         ge=0,
         le=500,
         description="While nothing is going on (no speech under way, the VAD's energy gate "
         "closed, no wake words), the audio worker wakes this often and takes the queued "
-        "chunks together instead of once per chunk. The start of speech is seen up to this "
-        "much later; its end, and so the decision, is not delayed. 0 = every chunk.",
+        "chunks together, in one call, instead of once per chunk. The start of speech is seen "
+        "up to this much later; its end, and so the decision, is not delayed. 0 = every chunk.",
     )
     queue_seconds: float = Field(
         30.0,

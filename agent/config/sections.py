@@ -158,11 +158,12 @@ class FusionConfig(Section):
         0.5, ge=0, le=10, description="Frames this long before the utterance also count."
     )
     window_after_s: float = Field(
-        0.1,
+        0.0,
         ge=0,
         le=10,
-        description="Frames this long after the utterance also count (the decision waits for "
-        "them, so this adds to the latency).",
+        description="Frames this long after the utterance also count. The decision waits for "
+        "them, so this adds to the latency (0: frames up to the end of speech, which are in by "
+        "the time the end of speech is known).",
     )
 
 

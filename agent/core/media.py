@@ -110,3 +110,26 @@ class AudioChunk:
     @property
     def end_ns(self) -> int:
         return self.t_ns + len(self.samples) * 1_000_000_000 // AUDIO_RATE
+
+
+def join_chunks(chunks: list[AudioChunk]) -> list[AudioChunk]:
+    """Runs of contiguous chunks joined into one chunk each (a gap starts a new one).
+
+    While nothing is going on the audio is taken in batches, and one call per batch costs
+    less than one per chunk; the samples and their clock are the same."""
+    out: list[AudioChunk] = []
+    run: list[AudioChunk] = []
+    for c in chunks:
+        if run and c.first_sample != run[-1].first_sample + len(run[-1].samples):
+            out.append(_joined(run))
+            run = []
+        run.append(c)
+    if run:
+        out.append(_joined(run))
+    return out
+
+
+def _joined(run: list[AudioChunk]) -> AudioChunk:
+    if len(run) == 1:
+        return run[0]
+    return AudioChunk(run[0].t_ns, run[0].first_sample, np.concatenate([c.samples for c in run]))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -53,9 +54,14 @@ def fit_window(samples: npt.NDArray[np.int16], window: int) -> npt.NDArray[np.in
     if n > window:
         return None
     out = np.zeros(window, dtype=np.int16)
-    start = (window - n) // 2
+    start = _start(n, window)
     out[start : start + n] = samples
     return out
+
+
+def _start(n: int, window: int) -> int:
+    """Where ``fit_window`` puts a segment of ``n`` samples."""
+    return (window - n) // 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +127,11 @@ class CommandModelRecognizer:
                 ]
             )
         self._embedder = SpeechEmbedder.from_store(
-            store, runtimes, melspec=self._spec.melspec, embedding=self._spec.embedding
+            store,
+            runtimes,
+            melspec=self._spec.melspec,
+            embedding=self._spec.embedding,
+            threads=max(1, min(cfg.threads, os.cpu_count() or 1)),
         )
         self._input = head.inputs[0].name
         self._window = round(self._spec.window_s * SAMPLE_RATE)
@@ -159,6 +169,19 @@ class CommandModelRecognizer:
         if not np.all(np.isfinite(probs)):
             raise ExtractorError(f"{self.model}: head gave non-finite probabilities")
         return probs
+
+    def prefetch(self, samples: npt.NDArray[np.int16], final: int) -> None:
+        """``samples`` are the first samples of a segment that ``recognize`` will get at
+        ``final`` samples long: embed now what those extra samples cannot change, so that call
+        has less to do (its answer is exactly the same)."""
+        x = _as_samples(samples)
+        if not len(x) <= final <= self._window:
+            return
+        placed = np.zeros(self._window, dtype=np.int16)
+        start = _start(final, self._window)
+        placed[start : start + len(x)] = x
+        with self._lock:
+            self._embedder.prefetch(placed, (start + len(x), start + final))
 
     def recognize(self, samples: npt.NDArray[np.int16]) -> Recognition:
         x = _as_samples(samples)

@@ -19,6 +19,7 @@ fit the other. The manifests' ``preprocess`` says which one a model folder expec
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -147,6 +148,9 @@ class SpeechEmbedder:
         # A fixed batch of 1 (some converted models) means one call per window.
         self._batched = emb_shape[0] != 1
         self.model = model
+        self._lock = threading.Lock()
+        self._prefetched: dict[bytes, npt.NDArray[np.float32]] = {}
+        self.reused = 0  # windows taken from a prefetch (tests, stats)
 
     @classmethod
     def from_store(
@@ -186,9 +190,51 @@ class SpeechEmbedder:
         return scaled
 
     def embed_mel(self, mel: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """``[F, n_mels]`` (``mel()``'s output) -> ``[T, dim]``."""
+        """``[F, n_mels]`` (``mel()``'s output) -> ``[T, dim]``.
+
+        Windows whose mel frames are exactly those of a window ``prefetch`` computed are
+        taken from it (the model gives the same bits for a window in any batch)."""
         p = self.params
         windows = mel_windows(mel, p.window, p.stride)
+        with self._lock:
+            ready = self._prefetched
+        if not ready:
+            return self._run(windows)
+        keys = [w.tobytes() for w in windows]
+        missing = [i for i, k in enumerate(keys) if k not in ready]
+        emb = np.empty((len(windows), p.dim), dtype=np.float32)
+        if missing:
+            emb[missing] = self._run(windows[missing])
+        for i, k in enumerate(keys):
+            if k in ready:
+                emb[i] = ready[k]
+        self.reused += len(windows) - len(missing)
+        return emb
+
+    def prefetch(self, audio: npt.NDArray[np.int16], unknown: tuple[int, int]) -> None:
+        """Embed now the windows of ``audio`` that will not change: ``audio[a:b]`` for
+        ``unknown = (a, b)`` is still to be recorded (zeros here). The next ``embed`` of the
+        finished audio reuses them; the windows over the unknown part it computes then. Only
+        the last prefetch is kept."""
+        p = self.params
+        mel = self.mel(audio)
+        windows = mel_windows(mel, p.window, p.stride)
+        a, b = unknown
+        # Mel frames that overlap the unknown samples, and the windows clear of them.
+        first = max(0, (a - p.frame) // p.hop + 1)
+        last = (b - 1) // p.hop  # frames first..last overlap [a, b)
+        keep = [
+            j
+            for j in range(len(windows))
+            if j * p.stride + p.window <= first or j * p.stride > last
+        ]
+        emb = self._run(windows[keep]) if keep else np.zeros((0, p.dim), np.float32)
+        ready = {windows[j].tobytes(): emb[n] for n, j in enumerate(keep)}
+        with self._lock:
+            self._prefetched = ready
+
+    def _run(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        p = self.params
         if self._batched:
             out = self._embedding.run({self._emb_in: windows})[self._emb_out]
         else:

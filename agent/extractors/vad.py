@@ -10,7 +10,9 @@ An utterance ends after ``min_silence_ms`` of silence, or sooner: once ``endpoin
 silence has passed, the utterance so far is offered to an ``endpoint`` check (the pipeline asks
 the recognizer whether it is a complete command) and ends there when the check says so. A
 pause inside a phrase ("turn on … the light") is then not cut, yet a finished command is
-decided without waiting out the whole hangover.
+decided without waiting out the whole hangover. One window before that check, the utterance
+as it will then be (less its last window) goes to a ``prefetch`` hook, so the recognizer can
+do most of its work while that window is still being recorded.
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ class SpeechSegment:
 
 
 EndpointCheck = Callable[["SpeechSegment"], bool]
+# (the segment so far, its length in samples when the endpoint check will see it)
+Prefetch = Callable[["SpeechSegment", int], None]
 
 
 class Segmenter:
@@ -108,6 +112,7 @@ class Segmenter:
         self._cfg = cfg
         self._vad = vad
         self.endpoint = endpoint  # set by the pipeline once its recognizer exists
+        self.prefetch: Prefetch | None = None
         self._pending = np.zeros(0, dtype=np.int16)
         self._pending_t0: int | None = None  # agent time of _pending[0]
         self._pad = cfg.pad_ms * AUDIO_RATE // 1000
@@ -237,6 +242,13 @@ class Segmenter:
         if silence_ms >= self._cfg.min_silence_ms or too_long:
             return self._close(self._last_speech_end if not too_long else t1)
         wait = self._endpoint_windows()
+        if wait > 1 and self._silence_windows == wait - 1 and self.prefetch is not None:
+            seg = self._segment(self._last_speech_end)
+            if seg is not None:
+                # At the check one more window will be in: the segment grows by it, up to its
+                # padding.
+                full = self._padded_samples(self._last_speech_end)
+                self.prefetch(seg, min(full, len(seg.samples) + WINDOW))
         if wait and self._silence_windows == wait and self.endpoint is not None:
             # Once per pause: is what was said so far already a whole command?
             seg = self._segment(self._last_speech_end)
@@ -261,6 +273,11 @@ class Segmenter:
         end_idx = round((end_ns - self._hist_t0) / NS_PER_SAMPLE) + self._pad
         samples = audio[start_idx:end_idx].copy()
         return SpeechSegment(self._speech_start, end_ns, samples, self._peak)
+
+    def _padded_samples(self, end_ns: int) -> int:
+        """Samples ``_segment(end_ns)`` gives once all of its padding has been recorded."""
+        start_idx = max(0, round((self._speech_start - self._hist_t0) / NS_PER_SAMPLE) - self._pad)
+        return round((end_ns - self._hist_t0) / NS_PER_SAMPLE) + self._pad - start_idx
 
     def _reset(self) -> None:
         self._in_speech = False

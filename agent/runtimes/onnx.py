@@ -71,6 +71,10 @@ class OnnxSession:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
+        if self.threads > 1:
+            # The agent's models run now and then, not back to back: idle pool threads that
+            # spin waiting for the next run would only burn CPU.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         opts.graph_optimization_level = getattr(
             ort.GraphOptimizationLevel, _OPT_LEVELS[cfg.optimization]

@@ -22,11 +22,13 @@ from typing import Any
 
 from agent.config.capture import CameraConfig, MicrophoneConfig
 from agent.core.clock import Clock
-from agent.core.media import AUDIO_RATE, AudioChunk, Frame
+from agent.core.media import AUDIO_RATE, AudioChunk, Frame, join_chunks
 from agent.errors import SourceError
 from agent.sources.base import AudioSource, VideoSource, open_audio, open_video
 
 _LOGGER = logging.getLogger(__name__)
+
+_MAX_JOIN = 64  # chunks joined into one consumer call at most (~2 s at 32 ms)
 
 VideoOpener = Callable[[CameraConfig, Clock], VideoSource]
 AudioOpener = Callable[[MicrophoneConfig, Clock], AudioSource]
@@ -372,17 +374,28 @@ class MicrophoneSupervisor:
     def _drain(self, mic: AudioSource) -> bool:
         """Chunks to the consumer until the device fails (False) or the stream ends (True)."""
         base: int | None = None
+        joined: deque[AudioChunk] = deque()
+        waited = False
         while not self._stop.is_set():
-            try:
-                chunk = mic.read()
-            except SourceError as err:
-                _LOGGER.warning("microphone: %s", err)
-                return False
-            except Exception:
-                _LOGGER.exception("microphone: unexpected error while reading")
-                return False
-            if chunk is None:
-                return True
+            chunk: AudioChunk | None
+            if joined:
+                chunk = joined.popleft()
+            else:
+                try:
+                    chunk = mic.read()
+                except SourceError as err:
+                    _LOGGER.warning("microphone: %s", err)
+                    return False
+                except Exception:
+                    _LOGGER.exception("microphone: unexpected error while reading")
+                    return False
+                if chunk is None:
+                    return True
+                if waited:
+                    # What came in during the idle wait goes to the consumer in one call.
+                    joined.extend(join_chunks([chunk, *self._queued(mic)]))
+                    chunk = joined.popleft()
+                    waited = False
             if base is None:
                 base = self._rebase(chunk)
             if base:
@@ -397,11 +410,28 @@ class MicrophoneSupervisor:
                 self._on_chunk(chunk)
             except Exception as err:
                 self._consumer_failed(err)
-            if self._idle is not None and self._idle_wait_s > 0 and self._idle():
+            if self._idle is not None and self._idle_wait_s > 0 and self._idle() and not joined:
                 waiting = getattr(mic, "waiting", None)
                 if waiting is None or waiting() == 0:
                     self._stop.wait(self._idle_wait_s)  # the device queues meanwhile
+                    waited = waiting is not None
         return False
+
+    @staticmethod
+    def _queued(mic: AudioSource) -> list[AudioChunk]:
+        """The chunks the device has queued (read without waiting); a read that fails is left
+        to the next ordinary read, which reports it."""
+        waiting = getattr(mic, "waiting", None)
+        out: list[AudioChunk] = []
+        for _ in range(min(waiting() if waiting is not None else 0, _MAX_JOIN)):
+            try:
+                chunk = mic.read()
+            except Exception:  # reported by the next ordinary read
+                break
+            if chunk is None:
+                break
+            out.append(chunk)
+        return out
 
     def _consumer_failed(self, err: Exception) -> None:
         """Counted always; logged with its traceback at most once per ``LOG_EVERY_S``."""
