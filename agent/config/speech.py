@@ -38,13 +38,14 @@ class SpeechConfig(BaseModel):
         ),
     )
     threads: int = Field(
-        2,
+        1,
         ge=1,
         le=16,
         description=(
-            "command_model: intra-op threads of the speech front end, which runs once at the end "
-            "of each utterance, where its time is added to the latency (2 threads: about 0.6x "
-            "the time of 1). Never more than the machine's cores."
+            "command_model: intra-op threads of the speech front end. Most of its work is done "
+            "while the end of an utterance is still being confirmed; what is left at the end "
+            "adds to the latency (2 threads on an otherwise idle box: about 0.6x the time of 1, "
+            "for a little more CPU). Never more than the machine's cores."
         ),
     )
     command_threshold: float | None = Field(
