@@ -40,7 +40,8 @@ class Presence:
     The face detector runs only when that frame differs from the one it last looked at
     (mean absolute difference of tiny grey thumbnails ≥ ``motion_threshold``) or
     ``refresh_s`` has passed; an unchanged picture keeps the last answer. A still, empty
-    room so costs a thumbnail a second instead of a detector run.
+    room so costs a thumbnail a second instead of a detector run. While someone is present
+    the detector only confirms it every ``hold_s / 2`` (arrivals are what needs the speed).
     """
 
     def __init__(self, cfg: PresenceConfig) -> None:
@@ -61,6 +62,16 @@ class Presence:
 
     def due(self, now_ns: int) -> bool:
         return self.enabled and now_ns >= self._next_ns
+
+    def confirmed(self, t_ns: int) -> bool:
+        """A person was seen less than ``hold_s / 2`` before ``t_ns``: presence holds until
+        ``hold_s`` after that anyway, so the detector need not look again yet (it looks again
+        while there is still time to keep presence on)."""
+        return (
+            self.present
+            and self._seen_ns is not None
+            and 0 <= t_ns - self._seen_ns < self._hold_ns // 2
+        )
 
     def changed(self, frame: Frame) -> bool:
         """Does ``frame`` need the detector (motion since its last run, or time to refresh)?
@@ -279,7 +290,9 @@ class Pipeline:
         score = None
         if frame is not None and tracker.fresh(frame):
             started = time.perf_counter_ns()
-            if tracker.changed(frame):
+            if tracker.confirmed(frame.t_ns):
+                pass  # seen lately: presence holds without the detector for now
+            elif tracker.changed(frame):
                 score = self.ctx.scorer.person_score(frame.image)
                 tracker.scored(score)
                 self.times.add("presence_frame", started)

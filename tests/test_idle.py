@@ -274,3 +274,38 @@ def test_ring_keeps_decoded_images_only_for_recent_frames() -> None:
         assert f.decoded == (f.t_ns >= newest - KEEP_DECODED_NS)
     assert frames[0].image.shape == (240, 320, 3)  # decodes again when asked
     assert ring.nbytes() < 25 * 240 * 320 * 3
+
+
+def test_presence_only_confirms_a_person_every_half_hold_even_while_the_picture_moves() -> None:
+    cap = cv2.VideoCapture(str(SAMPLES / "person_arrives" / "video.avi"))
+    images = []
+    while len(images) < 70:
+        ok, img = cap.read()
+        if not ok:
+            break
+        images.append(img)
+    cap.release()
+    empty, person = images[0], images[-1]
+    moved = np.roll(person, 40, axis=1)  # the same person, the picture moved
+    tracker = Presence(PresenceConfig(interval_s=1.0, hold_s=5.0, motion_threshold=1.5))
+    runs: list[int] = []
+    present: list[bool] = []
+    for i in range(15):
+        img = empty if i < 2 else (person if i % 2 else moved)
+        if i >= 10:
+            img = empty if i % 2 else np.roll(empty, 40, axis=1)  # gone, the picture moves
+        t = i * 1_000_000_000
+        frame = Frame(t, i, img)
+        assert tracker.fresh(frame)
+        score = None
+        if not tracker.confirmed(t) and tracker.changed(frame):
+            runs.append(i)
+            score = 0.9 if i >= 2 and i < 10 else 0.0
+            tracker.scored(score)
+        tracker.update(t, frame, score, 0.5, speaking=False)
+        present.append(tracker.present)
+    # Arrival at 2 s is seen at once; then a run every 2.5 s (hold_s / 2) while present,
+    # and every check again once the confirmation is due and nobody is there.
+    assert runs == [0, 2, 5, 8, 11, 12, 13, 14], runs
+    # Last confirmed at 8 s: on until 8 + hold_s (a detector on every check: 9 + hold_s).
+    assert present == [False] * 2 + [True] * 12 + [False], present

@@ -54,7 +54,12 @@ class PresenceConfig(Section):
         1.0, ge=0.1, le=60, description="Seconds between presence checks of the newest frame."
     )
     hold_s: float = Field(
-        5.0, ge=0, le=600, description="Presence stays on this long after the last person seen."
+        5.0,
+        ge=0,
+        le=600,
+        description="Presence stays on this long after the last person seen. While it is on, "
+        "the face detector only confirms it every hold_s / 2 (arrivals are checked every "
+        "interval_s).",
     )
     motion_threshold: float = Field(
         1.5,
