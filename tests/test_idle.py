@@ -102,14 +102,14 @@ class _CountingVad:
         return self.inner(window)
 
 
-def _cut(samples: np.ndarray, gate_db: float) -> tuple[list[tuple[int, int]], _CountingVad]:
+def _cut(samples: np.ndarray, gate_db: float) -> tuple[list[tuple[int, int, bytes]], _CountingVad]:
     vad = _CountingVad(SileroVad(ModelStore().load("silero_vad_int8")[0]))
     seg = Segmenter(VadConfig(gate_db=gate_db), vad)
-    out: list[tuple[int, int]] = []
+    out: list[tuple[int, int, bytes]] = []
     for i in range(0, len(samples), WINDOW):
         chunk = AudioChunk(i * 1_000_000_000 // AUDIO_RATE, i, samples[i : i + WINDOW])
-        out += [(s.start_ns, s.end_ns) for s in seg.feed(chunk)]
-    out += [(s.start_ns, s.end_ns) for s in seg.flush()]
+        out += [(s.start_ns, s.end_ns, s.samples.tobytes()) for s in seg.feed(chunk)]
+    out += [(s.start_ns, s.end_ns, s.samples.tobytes()) for s in seg.flush()]
     return out, vad
 
 
@@ -122,7 +122,8 @@ def test_energy_gate_skips_the_model_in_a_quiet_room_and_keeps_speech() -> None:
     gated, vad_gated = _cut(audio, gate_db=8.0)
     plain, vad_plain = _cut(audio, gate_db=0.0)
     assert plain, "the sample's command must be found"
-    assert gated == plain  # the same utterances, to the window
+    # The same utterances, to the sample: the windows the gate held back add no pre-roll.
+    assert gated == plain
     windows = len(audio) // WINDOW
     assert vad_plain.calls == windows
     assert vad_gated.calls < windows / 2  # most room-noise windows never reach the model
@@ -309,3 +310,35 @@ def test_presence_only_confirms_a_person_every_half_hold_even_while_the_picture_
     assert runs == [0, 2, 5, 8, 11, 12, 13, 14], runs
     # Last confirmed at 8 s: on until 8 + hold_s (a detector on every check: 9 + hold_s).
     assert present == [False] * 2 + [True] * 12 + [False], present
+
+
+def test_speech_that_starts_below_the_gate_is_cut_as_without_it_to_the_sample() -> None:
+    """A soft onset the gate held back (it opens a few windows later, on louder speech) is
+    replayed to the model and the utterance keeps the same pre-roll as without a gate."""
+
+    def loudness_vad(window: np.ndarray) -> float:  # stateless: the gate cannot change it
+        return 0.9 if float(np.sqrt(np.mean(window**2))) > 0.0015 else 0.0
+
+    rng = np.random.default_rng(5)
+    parts = [
+        rng.normal(0, 30, 188 * WINDOW),  # 6 s room noise: the floor, then the gate engages
+        rng.normal(0, 60, 3 * WINDOW),  # soft onset: speech to the model, below the gate
+        rng.normal(0, 600, 30 * WINDOW),  # loud: the gate opens
+        rng.normal(0, 30, 2 * AUDIO_RATE),
+    ]
+    audio = np.clip(np.concatenate(parts), -32768, 32767).astype(np.int16)
+
+    def cut(gate_db: float) -> list[tuple[int, int, bytes]]:
+        seg = Segmenter(VadConfig(gate_db=gate_db, endpoint_ms=0), loudness_vad)
+        out = []
+        for i in range(0, len(audio), WINDOW):
+            chunk = AudioChunk(i * 1_000_000_000 // AUDIO_RATE, i, audio[i : i + WINDOW])
+            out += [(s.start_ns, s.end_ns, s.samples.tobytes()) for s in seg.feed(chunk)]
+        if gate_db:
+            assert seg.gated > 50  # the gate was closed before the onset
+        return out
+
+    gated, plain = cut(8.0), cut(0.0)
+    assert len(plain) == 1
+    assert plain[0][0] == 188 * WINDOW * 1_000_000_000 // AUDIO_RATE  # at the soft onset
+    assert gated == plain

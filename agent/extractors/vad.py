@@ -116,6 +116,11 @@ class Segmenter:
         self._pending = np.zeros(0, dtype=np.int16)
         self._pending_t0: int | None = None  # agent time of _pending[0]
         self._pad = cfg.pad_ms * AUDIO_RATE // 1000
+        # Between utterances the history keeps this many windows, the current one included:
+        # the audio before a start of speech is the ones before it (224 ms for pad_ms 250).
+        self._preroll_windows = max(1, -(-self._pad // WINDOW))
+        # ... and no more when the energy gate held extra windows back (same segments).
+        self._lead = min(self._pad, (self._preroll_windows - 1) * WINDOW)
         self._history: list[npt.NDArray[np.int16]] = []  # pre-roll + current segment windows
         self._hist_t0 = 0
         self._in_speech = False
@@ -189,7 +194,7 @@ class Segmenter:
         if not self._in_speech:
             # Keep only the pre-roll while idle (the current window counts towards it), and
             # the windows the gate holds back for the model.
-            keep = max(1, -(-self._pad // WINDOW)) + len(self._gated_tail)
+            keep = self._preroll_windows + len(self._gated_tail)
             if len(self._history) > keep:
                 drop = len(self._history) - keep
                 self._history = self._history[drop:]
@@ -269,15 +274,22 @@ class Segmenter:
         if (end_ns - self._speech_start) / 1e6 < self._cfg.min_speech_ms:
             return None
         audio = np.concatenate(self._history) if self._history else np.zeros(0, np.int16)
-        start_idx = max(0, round((self._speech_start - self._hist_t0) / NS_PER_SAMPLE) - self._pad)
-        end_idx = round((end_ns - self._hist_t0) / NS_PER_SAMPLE) + self._pad
+        start_idx, end_idx = self._span(end_ns)
         samples = audio[start_idx:end_idx].copy()
         return SpeechSegment(self._speech_start, end_ns, samples, self._peak)
 
+    def _span(self, end_ns: int) -> tuple[int, int]:
+        """History indices of the utterance to ``end_ns`` with its padding (the end index may
+        lie beyond the audio recorded so far)."""
+        start = round((self._speech_start - self._hist_t0) / NS_PER_SAMPLE)
+        return max(0, start - self._lead), round(
+            (end_ns - self._hist_t0) / NS_PER_SAMPLE
+        ) + self._pad
+
     def _padded_samples(self, end_ns: int) -> int:
         """Samples ``_segment(end_ns)`` gives once all of its padding has been recorded."""
-        start_idx = max(0, round((self._speech_start - self._hist_t0) / NS_PER_SAMPLE) - self._pad)
-        return round((end_ns - self._hist_t0) / NS_PER_SAMPLE) + self._pad - start_idx
+        start_idx, end_idx = self._span(end_ns)
+        return end_idx - start_idx
 
     def _reset(self) -> None:
         self._in_speech = False
