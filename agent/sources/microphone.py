@@ -144,9 +144,12 @@ class PyAudioMicrophone:
         self._clock = clock
         self._read_timeout = cfg.read_timeout_s
         self._extra_latency_ns = int(cfg.latency_ms * 1e6)
-        self._queue: queue.Queue[tuple[bytes, int, int]] = queue.Queue(
-            maxsize=max(1, int(cfg.queue_seconds * 1000 / cfg.chunk_ms))
-        )
+        # SimpleQueue: put and get run in C. The callback runs ~31 times a second on
+        # PortAudio's thread; queue.Queue's locking is Python code (~5 % of that thread).
+        self._queue: queue.SimpleQueue[tuple[bytes, int, int]] = queue.SimpleQueue()
+        self._max_queued = max(1, int(cfg.queue_seconds * 1000 / cfg.chunk_ms))
+        self._pa_overflow = int(pyaudio.paInputOverflow)
+        self._pa_continue = int(pyaudio.paContinue)
         # Written only by the PortAudio callback thread:
         self._cb_frames = 0
         self._fallback_latency_ns = 0  # set after open(); the callback may run before that
@@ -213,8 +216,6 @@ class PyAudioMicrophone:
     def _callback(
         self, data: bytes | None, frames: int, info: Any, status: int
     ) -> tuple[None, int]:
-        import pyaudio
-
         now = self._clock.now_ns()
         rate = getattr(self, "rate", AUDIO_RATE)
         buffer_ns = frames * 1_000_000_000 // rate
@@ -225,15 +226,15 @@ class PyAudioMicrophone:
             age_ns = max(int((cur - adc) * 1e9), buffer_ns)
         else:
             age_ns = buffer_ns + self._fallback_latency_ns
-        if status & pyaudio.paInputOverflow:
+        if status & self._pa_overflow:
             self.overflows += 1
         first = self._cb_frames
         self._cb_frames += frames
-        try:
-            self._queue.put_nowait((data or b"", first, now - age_ns))
-        except queue.Full:
+        if self._queue.qsize() >= self._max_queued:
             self.dropped_chunks += 1  # counted, reported in stats; never silent
-        return None, pyaudio.paContinue
+        else:
+            self._queue.put((data or b"", first, now - age_ns))
+        return None, self._pa_continue
 
     def _track(self, dev_first: int, est_ns: int) -> int:
         """The anchor (agent-clock time of device frame 0), following the callback estimates."""
