@@ -129,7 +129,8 @@ def test_energy_gate_skips_the_model_in_a_quiet_room_and_keeps_speech() -> None:
     assert vad_gated.calls < windows / 2  # most room-noise windows never reach the model
 
 
-def test_presence_runs_the_detector_only_when_the_picture_moves() -> None:
+def _arrival() -> tuple[np.ndarray, np.ndarray]:
+    """person_arrives: the empty room at 0 s and someone in it by 6.9 s."""
     cap = cv2.VideoCapture(str(SAMPLES / "person_arrives" / "video.avi"))
     images = []
     while len(images) < 70:
@@ -138,7 +139,11 @@ def test_presence_runs_the_detector_only_when_the_picture_moves() -> None:
             break
         images.append(img)
     cap.release()
-    empty, person = images[0], images[-1]  # nobody at 0 s; someone by 6.9 s
+    return images[0], images[-1]
+
+
+def test_presence_runs_the_detector_only_when_the_picture_moves() -> None:
+    empty, person = _arrival()
     tracker = Presence(PresenceConfig(motion_threshold=1.5, refresh_s=30))
     runs: list[int] = []
 
@@ -278,15 +283,7 @@ def test_ring_keeps_decoded_images_only_for_recent_frames() -> None:
 
 
 def test_presence_only_confirms_a_person_every_half_hold_even_while_the_picture_moves() -> None:
-    cap = cv2.VideoCapture(str(SAMPLES / "person_arrives" / "video.avi"))
-    images = []
-    while len(images) < 70:
-        ok, img = cap.read()
-        if not ok:
-            break
-        images.append(img)
-    cap.release()
-    empty, person = images[0], images[-1]
+    empty, person = _arrival()
     moved = np.roll(person, 40, axis=1)  # the same person, the picture moved
     tracker = Presence(PresenceConfig(interval_s=1.0, hold_s=5.0, motion_threshold=1.5))
     runs: list[int] = []

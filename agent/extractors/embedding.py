@@ -200,14 +200,14 @@ class SpeechEmbedder:
             ready = self._prefetched
         if not ready:
             return self._run(windows)
-        keys = [w.tobytes() for w in windows]
-        missing = [i for i, k in enumerate(keys) if k not in ready]
+        found = [ready.get(w.tobytes()) for w in windows]
+        missing = [i for i, e in enumerate(found) if e is None]
         emb = np.empty((len(windows), p.dim), dtype=np.float32)
         if missing:
             emb[missing] = self._run(windows[missing])
-        for i, k in enumerate(keys):
-            if k in ready:
-                emb[i] = ready[k]
+        for i, e in enumerate(found):
+            if e is not None:
+                emb[i] = e
         self.reused += len(windows) - len(missing)
         return emb
 
