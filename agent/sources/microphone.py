@@ -14,6 +14,7 @@ a device clock that drifts from the monotonic clock is followed without jumps.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import os
@@ -152,6 +153,7 @@ class PyAudioMicrophone:
         self._pa_continue = int(pyaudio.paContinue)
         # Written only by the PortAudio callback thread:
         self._cb_frames = 0
+        self._cb_thread = 0  # the thread whose Python thread state is kept (see _keep_tstate)
         self._fallback_latency_ns = 0  # set after open(); the callback may run before that
         self.overflows = 0
         self.dropped_chunks = 0
@@ -216,6 +218,8 @@ class PyAudioMicrophone:
     def _callback(
         self, data: bytes | None, frames: int, info: Any, status: int
     ) -> tuple[None, int]:
+        if self._cb_thread != threading.get_ident():
+            self._keep_tstate()
         now = self._clock.now_ns()
         rate = getattr(self, "rate", AUDIO_RATE)
         buffer_ns = frames * 1_000_000_000 // rate
@@ -235,6 +239,18 @@ class PyAudioMicrophone:
         else:
             self._queue.put((data or b"", first, now - age_ns))
         return None, self._pa_continue
+
+    def _keep_tstate(self) -> None:
+        """Keep this PortAudio thread's Python thread state between callbacks.
+
+        PyAudio enters each callback with PyGILState_Ensure and leaves with PyGILState_Release.
+        A thread Python did not start has no thread state of its own, so every callback built
+        one and tore it down again, mapping and unmapping its frame stack: about half of the
+        callback thread's CPU while idle. One more Ensure, never released, keeps the count
+        above zero, so the state lives as long as the thread (one per stream opened; Python
+        frees any left at exit). Release still hands the GIL back after every callback."""
+        self._cb_thread = threading.get_ident()
+        ctypes.pythonapi.PyGILState_Ensure()
 
     def _track(self, dev_first: int, est_ns: int) -> int:
         """The anchor (agent-clock time of device frame 0), following the callback estimates."""
