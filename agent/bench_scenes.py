@@ -209,7 +209,6 @@ def run_scene(
         }
     )
     with LocalBroker() as broker:
-        broker.start()
         publisher, collector, topic = connect_pair(cfg, broker)
         try:
             built = build_pipelines(rooms, lambda room: publisher, store=store)

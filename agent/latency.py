@@ -54,7 +54,6 @@ def run_latency(cfg: AgentConfig, scenes: list[Path], runs: int = 3) -> dict[str
     missed = 0
     stage_ms: dict[str, list[float]] = {}
     with LocalBroker() as broker:
-        broker.start()
         publisher, collector, topic = connect_pair(cfg, broker)
         try:
             for run in range(runs):

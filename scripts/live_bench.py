@@ -103,7 +103,6 @@ def run(
         ports = [testbed.free_port() for _ in range(rooms)]
         procs = []
         with LocalBroker() as broker:
-            broker.start()
             try:
                 for port in ports:
                     procs.append(testbed.start_mjpeg(port, folder / "video.avi", fps=15))

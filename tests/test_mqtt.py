@@ -177,3 +177,14 @@ def test_a_room_publishes_under_its_own_topics_on_the_agent_connection(
     assert [m.payload for m in sub.on("edge-agent/kitchen/status")] == [b"online", b"stopped"]
     assert [m.payload for m in sub.on("edge-agent/house/status")] == [b"online", b"stopped"]
     assert sub.on("edge-agent/kitchen/stats") and kitchen.published == pub.published
+
+
+def test_local_broker_start_is_idempotent_and_close_ends_it() -> None:
+    # `with LocalBroker() as b: b.start()` once ran a second mosquitto and left the first
+    # running after the block (the bench leaked one per scene).
+    with LocalBroker() as b:
+        first = b.proc
+        assert first is not None
+        b.start()
+        assert b.proc is first
+    assert first.poll() is not None

@@ -132,6 +132,8 @@ class LocalBroker:
         return path
 
     def start(self, timeout: float = 10.0) -> LocalBroker:
+        if self.proc is not None and self.proc.poll() is None:
+            return self  # already running (``with LocalBroker() as b`` has started it)
         conf = Path(self._dir.name) / "mosquitto.conf"
         conf.write_text(self._conf_text(), encoding="utf-8")
         log = (Path(self._dir.name) / "mosquitto.log").open("ab")
