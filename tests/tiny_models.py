@@ -40,6 +40,30 @@ def build_onnx(path: Path, bias: np.ndarray[Any, Any] = B) -> Path:
     return path
 
 
+INT8_K = 64
+
+
+def build_int8_matmul(path: Path) -> Path:
+    """``y = a @ B`` (MatMulInteger), a: [1, 64] uint8, B: [64, 8] int8, all 127; y: int32.
+    With a = 255 the exact answer is 255 * 127 * 64; a kernel that saturates pair sums at
+    16 bits (onnxruntime's u8s8 on x86 without VNNI) gives 32767 * 32."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "B"], ["y"])],
+        "int8_matmul",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, INT8_K])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 8])],
+        [numpy_helper.from_array(np.full((INT8_K, 8), 127, np.int8), "B")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
 def build_tflite(path: Path, const: np.ndarray[Any, Any] = TFLITE_CONST) -> Path:
     """``y = x + const`` (one ADD op); x, y: [1, 4] float32. Written with flatbuffers."""
     import importlib

@@ -44,6 +44,7 @@ from agent.extractors.vad import CONTEXT, WINDOW, Segmenter, SileroVad
 from agent.extractors.wakeword import Detection, WakeWordDetector, WakeWordParams
 from agent.models.store import sha256_of
 from agent.runtimes.base import RuntimeOptions, Session, WarmupInput, open_session
+from agent.runtimes.onnx import EXACT_INT8
 from agent.training.frontend import read_audio, to_16k
 
 _LOGGER = logging.getLogger(__name__)
@@ -246,6 +247,7 @@ def time_window(path: Path, windows: list[npt.NDArray[np.float32]]) -> list[floa
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    opts.add_session_config_entry(*EXACT_INT8)  # as the agent runs it
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     state = np.zeros((2, 1, 128), np.float32)
     sr = np.array(AUDIO_RATE, np.int64)

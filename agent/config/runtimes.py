@@ -84,6 +84,16 @@ class OnnxRuntimeConfig(Section):
     optimization: Literal["disable", "basic", "extended", "all"] = Field(
         "all", description="onnxruntime graph optimization level."
     )
+    exact_int8: bool = Field(
+        True,
+        description=(
+            "Run int8 models exactly on x86 CPUs without VNNI (AVX2-only: many mini PCs, "
+            "AMD before Zen 4): onnxruntime's fast u8s8 kernels there saturate 16-bit sums "
+            "and the int8 models lose accuracy (the VAD, command and face models were "
+            "measured so). A little slower on those CPUs; no effect on others. false = the "
+            "fast kernels."
+        ),
+    )
 
 
 class EdgeTpuConfig(Section):

@@ -58,6 +58,12 @@ def plan_providers(
     return chosen, missing
 
 
+# On x86 without VNNI onnxruntime multiplies u8 activations by s8 weights with an instruction
+# that saturates 16-bit pair sums (vpmaddubsw); this option makes it use u8u8 kernels there,
+# which do not. Other CPUs ignore it.
+EXACT_INT8 = ("session.x64quantprecision", "1")
+
+
 class OnnxSession:
     """One onnxruntime InferenceSession. ``backend`` names the provider that runs it."""
 
@@ -76,6 +82,8 @@ class OnnxSession:
             # spin waiting for the next run would only burn CPU.
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
+        if cfg.exact_int8:
+            opts.add_session_config_entry(*EXACT_INT8)
         opts.graph_optimization_level = getattr(
             ort.GraphOptimizationLevel, _OPT_LEVELS[cfg.optimization]
         )

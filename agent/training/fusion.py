@@ -39,6 +39,7 @@ from agent.extractors.speech import IntentRecognizer, Posterior, Recognition
 from agent.extractors.vision import Detection, FaceDetector
 from agent.fusion.learned import FEATURES, OPERATING_POINT, features
 from agent.rules.base import PersonEvidence
+from agent.runtimes.onnx import EXACT_INT8
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -317,6 +318,7 @@ def run_head(path: Path, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
+    opts.add_session_config_entry(*EXACT_INT8)  # as the agent runs it
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     out = [float(sess.run(None, {"features": row[np.newaxis]})[0].reshape(-1)[0]) for row in x]
     return np.asarray(out, dtype=np.float32)

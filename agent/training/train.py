@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from agent.extractors.command import OTHER
 from agent.extractors.speech import SAMPLE_RATE
+from agent.runtimes.onnx import EXACT_INT8
 from agent.training.dataset import Recipe, featurize, labels_for, plan, training_voices
 
 _LOGGER = logging.getLogger(__name__)
@@ -195,6 +196,7 @@ def run_onnx(path: Path, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
+    opts.add_session_config_entry(*EXACT_INT8)  # as the agent runs it
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     out = [sess.run(None, {"embeddings": e[np.newaxis]})[0][0] for e in x]
     return np.asarray(out, dtype=np.float32)
