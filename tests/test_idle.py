@@ -18,7 +18,7 @@ from agent.config.capture import CameraConfig, MicrophoneConfig
 from agent.config.sections import PresenceConfig, VadConfig
 from agent.core.clock import MonotonicClock
 from agent.core.media import AUDIO_RATE, AudioChunk, Frame
-from agent.extractors.vad import WINDOW, Segmenter, SileroVad
+from agent.extractors.vad import WINDOW, Segmenter, SileroVad, VadState
 from agent.models.store import ModelStore
 from agent.pipeline import Presence
 from agent.publish.broker import LocalBroker
@@ -101,8 +101,18 @@ class _CountingVad:
         self.calls += 1
         return self.inner(window)
 
+    @property
+    def state(self) -> VadState:
+        return self.inner.state
 
-def _cut(samples: np.ndarray, gate_db: float) -> tuple[list[tuple[int, int, bytes]], _CountingVad]:
+    @state.setter
+    def state(self, value: VadState) -> None:
+        self.inner.state = value
+
+
+def _cut(
+    samples: np.ndarray, gate_db: float
+) -> tuple[list[tuple[int, int, bytes]], _CountingVad, Segmenter]:
     vad = _CountingVad(SileroVad(ModelStore().load("silero_vad_int8")[0]))
     seg = Segmenter(VadConfig(gate_db=gate_db), vad)
     out: list[tuple[int, int, bytes]] = []
@@ -110,23 +120,30 @@ def _cut(samples: np.ndarray, gate_db: float) -> tuple[list[tuple[int, int, byte
         chunk = AudioChunk(i * 1_000_000_000 // AUDIO_RATE, i, samples[i : i + WINDOW])
         out += [(s.start_ns, s.end_ns, s.samples.tobytes()) for s in seg.feed(chunk)]
     out += [(s.start_ns, s.end_ns, s.samples.tobytes()) for s in seg.flush()]
-    return out, vad
+    return out, vad, seg
 
 
 def test_energy_gate_skips_the_model_in_a_quiet_room_and_keeps_speech() -> None:
     speech = read_wav(SAMPLES / "person_command" / "audio.wav").astype(np.float64)
-    noise = room_noise(16.0, seed=3)
+    noise = room_noise(30.0, seed=3)
     mix = noise.copy()
     mix[6 * AUDIO_RATE : 6 * AUDIO_RATE + len(speech)] += speech  # after the floor is known
+    # A door knock in the quiet after it: it opens the gate, the probe hears no speech.
+    knock = 20 * AUDIO_RATE
+    mix[knock : knock + 800] += 8000 * np.exp(-np.arange(800) / 150.0) * np.sin(
+        np.arange(800) * 0.35
+    )
     audio = np.clip(mix, -32768, 32767).astype(np.int16)
-    gated, vad_gated = _cut(audio, gate_db=8.0)
-    plain, vad_plain = _cut(audio, gate_db=0.0)
+    gated, vad_gated, seg = _cut(audio, gate_db=8.0)
+    plain, vad_plain, _ = _cut(audio, gate_db=0.0)
     assert plain, "the sample's command must be found"
-    # The same utterances, to the sample: the windows the gate held back add no pre-roll.
+    # The same utterances, to the sample: the model heard what it would have heard without
+    # a gate, and the windows the gate held back add no pre-roll.
     assert gated == plain
     windows = len(audio) // WINDOW
     assert vad_plain.calls == windows
     assert vad_gated.calls < windows / 2  # most room-noise windows never reach the model
+    assert seg.replays == 1  # the command's onset; the knock cost the probe only
 
 
 def _arrival() -> tuple[np.ndarray, np.ndarray]:

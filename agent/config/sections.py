@@ -128,7 +128,9 @@ class VadConfig(Section):
         description="Energy gate between utterances: once the VAD heard no speech for ~1 s, a "
         "32 ms window less than this many dB above the room's noise floor (the 20th "
         "percentile of the last ~3 s) counts as silence "
-        "without running the VAD model. 0 = run the model on every window.",
+        "without running the VAD model; when what opens it may be speech, the windows it held "
+        "back (up to ~3 s) go through the model first, so utterances are cut as without the "
+        "gate. 0 = run the model on every window.",
     )
     max_segment_s: float = Field(
         8.0,

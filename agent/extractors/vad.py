@@ -22,7 +22,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -49,14 +49,34 @@ GATE_HOLD_WINDOWS = 10
 # pauses of conversation keep the model running as without a gate, so what it cuts there does
 # not change; a quiet room is gated after its first second.
 GATE_ENGAGE_WINDOWS = 31
-# When the gate opens, the last few windows it kept from the model go through it first
-# (~128 ms) and are decided then: the model's state is what it would have been had it run all
-# along, and speech that began below the gate starts where it began.
-GATE_WARMUP_WINDOWS = 4
+# While the gate is closed the model's state stays as it was and the windows it skips are
+# kept (up to ~3 s). When the gate opens, a probe runs the last few of them and the new one on
+# a scratch copy of that state. Only when the probe hears something that might be speech do all
+# the kept windows go through the model, from the kept state, and get decided as they would
+# have been had the model run all along: the same probabilities, so the same utterances (speech
+# that began below the gate starts where it began). Room noise that opens the gate costs the
+# probe only.
+GATE_REPLAY_WINDOWS = 94
+GATE_PROBE_WINDOWS = 4
+# The probe's answer below which a window is silence: well under the hysteresis floor
+# (threshold - 0.15), as the probe's state is only close to the model's.
+PROBE_MARGIN = 0.25
 NS_PER_SAMPLE = 1_000_000_000 / AUDIO_RATE
 
 
 class SpeechProbability(Protocol):
+    def __call__(self, window: npt.NDArray[np.float32]) -> float: ...
+
+
+VadState = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]
+
+
+@runtime_checkable
+class StatefulVad(Protocol):
+    """A VAD whose answer depends on what it heard before; ``state`` saves and restores it."""
+
+    state: VadState
+
     def __call__(self, window: npt.NDArray[np.float32]) -> float: ...
 
 
@@ -73,6 +93,15 @@ class SileroVad:
     def reset(self) -> None:
         self._state = np.zeros((2, 1, 128), dtype=np.float32)
         self._context = np.zeros((1, CONTEXT), dtype=np.float32)
+
+    @property
+    def state(self) -> VadState:
+        """The recurrent state and context (both replaced, never changed in place, per call)."""
+        return self._state, self._context
+
+    @state.setter
+    def state(self, value: VadState) -> None:
+        self._state, self._context = value
 
     def __call__(self, window: npt.NDArray[np.float32]) -> float:
         x = np.concatenate([self._context, window.reshape(1, WINDOW)], axis=1)
@@ -111,6 +140,7 @@ class Segmenter:
     ) -> None:
         self._cfg = cfg
         self._vad = vad
+        self._stateful = vad if isinstance(vad, StatefulVad) else None
         self.endpoint = endpoint  # set by the pipeline once its recognizer exists
         self.prefetch: Prefetch | None = None
         self._pending = np.zeros(0, dtype=np.int16)
@@ -130,11 +160,13 @@ class Segmenter:
         self._peak = 0.0
         self.windows = 0
         self.gated = 0  # windows the energy gate decided without the model
+        self.replays = 0  # times the windows it held back went through the model
         self.quiet = False  # the last window was gated (room noise)
         self._quiet_run = 0  # windows in a row with no speech (gated, or the model said so)
-        self._gated_tail: deque[tuple[npt.NDArray[np.int16], int]] = deque(
-            maxlen=GATE_WARMUP_WINDOWS
-        )
+        # Windows the model has not heard since the gate closed (see GATE_REPLAY_WINDOWS).
+        self._held: deque[tuple[npt.NDArray[np.int16], int]] = deque(maxlen=GATE_REPLAY_WINDOWS)
+        self._probe_state: VadState | None = None
+        self._probe_floor = cfg.threshold - 0.15 - PROBE_MARGIN
         self.last_probability = 0.0
         self._levels: deque[float] = deque(maxlen=FLOOR_WINDOWS)
         self._floor: float | None = None
@@ -194,7 +226,7 @@ class Segmenter:
         if not self._in_speech:
             # Keep only the pre-roll while idle (the current window counts towards it), and
             # the windows the gate holds back for the model.
-            keep = self._preroll_windows + len(self._gated_tail)
+            keep = self._preroll_windows + len(self._held)
             if len(self._history) > keep:
                 drop = len(self._history) - keep
                 self._history = self._history[drop:]
@@ -204,17 +236,19 @@ class Segmenter:
         if self.quiet:  # never while in speech
             self.gated += 1
             self._quiet_run += 1
-            self._gated_tail.append((window, t0))
+            self._held.append((window, t0))
+            self._probe_state = None  # the next opening probes afresh
             self.last_probability = 0.0
             return []
         out = []
-        # The gate just opened: the windows it held back go through the model first, and
-        # are decided as they would have been (speech that began softly starts where it did).
-        for earlier, earlier_t0 in self._gated_tail:
-            seg = self._advance(self._vad(earlier.astype(np.float32) / 32768.0), earlier_t0)
-            if seg is not None:
-                out.append(seg)
-        self._gated_tail.clear()
+        if self._held:  # the gate is open, the model has not heard what it held back
+            p = self._probe(window)
+            if p < self._probe_floor:  # still no speech: decided so, the model stays put
+                self._held.append((window, t0))
+                self._quiet_run += 1
+                self.last_probability = p
+                return []
+            out = self._replay()
         p = self._vad(window.astype(np.float32) / 32768.0)
         self.last_probability = p
         no_speech = not self._in_speech and p < self._cfg.threshold - 0.15
@@ -222,6 +256,36 @@ class Segmenter:
         seg = self._advance(p, t0)
         if seg is not None:
             out.append(seg)
+        return out
+
+    def _probe(self, window: npt.NDArray[np.int16]) -> float:
+        """The speech probability of ``window`` on a scratch copy of the model's state, warmed
+        up on the last windows held back; the model's own state is left as it was."""
+        x = window.astype(np.float32) / 32768.0
+        vad = self._stateful
+        if vad is None:  # stateless: its answer is the answer
+            return self._vad(x)
+        kept = vad.state
+        if self._probe_state is None:
+            for earlier, _ in list(self._held)[-GATE_PROBE_WINDOWS:]:
+                vad(earlier.astype(np.float32) / 32768.0)
+        else:
+            vad.state = self._probe_state
+        p = vad(x)
+        self._probe_state = vad.state
+        vad.state = kept
+        return p
+
+    def _replay(self) -> list[SpeechSegment]:
+        """The held-back windows through the model, in order, decided as without a gate."""
+        self.replays += 1
+        out = []
+        for earlier, earlier_t0 in self._held:
+            seg = self._advance(self._vad(earlier.astype(np.float32) / 32768.0), earlier_t0)
+            if seg is not None:
+                out.append(seg)
+        self._held.clear()
+        self._probe_state = None
         return out
 
     def _advance(self, p: float, t0: int) -> SpeechSegment | None:
