@@ -17,7 +17,7 @@ from agent.cli import SAMPLES
 from agent.config.schema import AgentConfig
 from agent.config.sections import VadConfig
 from agent.core.media import AUDIO_RATE, AudioChunk
-from agent.extractors.vad import WINDOW, Segmenter, SpeechSegment
+from agent.extractors.vad import PREFETCH_LEAD_WINDOWS, WINDOW, Segmenter, SpeechSegment
 from agent.publish.sink import MemorySink
 
 WINDOW_MS = WINDOW * 1000 / AUDIO_RATE  # 32 ms
@@ -119,7 +119,7 @@ def test_real_pipeline_decides_a_command_soon_after_it_ends() -> None:
     assert calls_during >= 4 and calls_at_decision <= 1, (calls_during, calls_at_decision)
 
 
-def test_prefetch_comes_one_window_before_the_endpoint_with_the_length_it_will_see() -> None:
+def test_prefetch_comes_before_the_endpoint_with_the_length_it_will_see() -> None:
     cfg = VadConfig(min_silence_ms=400, endpoint_ms=120, pad_ms=250)
     script = [0.0] * 12 + [0.9] * 25 + [0.0] * 30
     calls: list[tuple[int, int, int]] = []  # (window, samples now, samples at the check)
@@ -129,16 +129,16 @@ def test_prefetch_comes_one_window_before_the_endpoint_with_the_length_it_will_s
     samples = np.zeros(WINDOW, np.int16)
     for i in range(len(script)):
         list(seg.feed(AudioChunk(round(i * WINDOW * 1e9 / AUDIO_RATE), i * WINDOW, samples)))
-    # endpoint_ms 120 = 4 silent windows; the prefetch comes after the 3rd.
+    # endpoint_ms 120 = 4 silent windows; the prefetch comes PREFETCH_LEAD_WINDOWS before.
     assert len(calls) == 1 and len(asked) == 1
     window, now, final = calls[0]
-    assert window == 12 + 25 + 3
-    assert final == now + WINDOW == asked[0]
+    assert window == 12 + 25 + 4 - PREFETCH_LEAD_WINDOWS
+    assert final == now + PREFETCH_LEAD_WINDOWS * WINDOW == asked[0]
 
 
 def test_prefetch_leaves_the_recognizer_s_answer_bit_for_bit_the_same() -> None:
     """The shipped command model: an utterance's probabilities with and without a prefetch of
-    it less its last window are identical, and most of the embedding windows are reused."""
+    it less its last windows are identical, and most of the embedding windows are reused."""
     from agent.extractors.command import CommandModelRecognizer
     from agent.models.store import ModelStore
     from agent.sources.files import read_wav
@@ -154,7 +154,8 @@ def test_prefetch_leaves_the_recognizer_s_answer_bit_for_bit_the_same() -> None:
     utterance = audio[start:end]
     plain = CommandModelRecognizer(cfg.speech, cfg.intents, store, cfg.runtimes)
     helped = CommandModelRecognizer(cfg.speech, cfg.intents, store, cfg.runtimes)
-    helped.prefetch(utterance[:-WINDOW], len(utterance))
+    lead = PREFETCH_LEAD_WINDOWS * WINDOW  # as much as the segmenter leaves unknown
+    helped.prefetch(utterance[:-lead], len(utterance))
     p0 = plain.probabilities(utterance)
     p1 = helped.probabilities(utterance)
     assert p0 is not None and p1 is not None
