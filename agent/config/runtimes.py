@@ -89,9 +89,8 @@ class OnnxRuntimeConfig(Section):
         description=(
             "Run int8 models exactly on x86 CPUs without VNNI (AVX2-only: many mini PCs, "
             "AMD before Zen 4): onnxruntime's fast u8s8 kernels there saturate 16-bit sums "
-            "and the int8 models lose accuracy (the VAD, command and face models were "
-            "measured so). A little slower on those CPUs; no effect on others. false = the "
-            "fast kernels."
+            "and the int8 models lose accuracy (measured for the VAD and command models). "
+            "A little slower on those CPUs; no effect on others. false = the fast kernels."
         ),
     )
 
