@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -169,3 +170,39 @@ def test_augment_effects() -> None:
     noise = y - x
     snr = 10 * np.log10(np.mean(x.astype(np.float64) ** 2) / np.mean(noise**2))
     assert snr == pytest.approx(10.0, abs=1.5)
+
+
+def test_training_babble_comes_from_training_voices_and_leaves_other_examples_alone() -> None:
+    from agent.evaluation.corpus import is_training_voice
+    from agent.training import dataset
+
+    voices = {"espeak": [v for v in _voices("espeak") if is_training_voice(v)][:6]}
+    recipe = dataset.Recipe(babble_tracks=2)
+    tracks = dataset.babble_tracks(recipe, voices)
+    assert len(tracks) == 2
+    for t in tracks:
+        assert t.dtype == np.int16 and len(t) > 2 * RATE  # several seconds of talk
+        assert int(np.abs(t.astype(np.int32)).max()) > 8000
+    assert dataset.babble_tracks(dataset.Recipe(babble_share=0.0), voices) == []
+    # Same tracks from the same seed: training data stays reproducible.
+    again = dataset.babble_tracks(recipe, voices)
+    assert all(np.array_equal(a, b) for a, b in zip(tracks, again, strict=True))
+
+    speech = synthesize(voices["espeak"][0], PHRASE)
+    window = 3 * RATE
+
+    def varied(seed: int, **kw: Any) -> npt.NDArray[np.int16]:
+        out = dataset.vary(speech, np.random.default_rng(seed), 1, window, warp=True, **kw)
+        assert out is not None and len(out) == window
+        return out
+
+    seeds = range(12)
+    plain = [varied(s) for s in seeds]
+    # No babble (or a share of 0): the very examples a recipe without babble made.
+    assert all(
+        np.array_equal(p, varied(s, babble=tracks, babble_share=0.0))
+        for p, s in zip(plain, seeds, strict=True)
+    )
+    # Every noisy example in babble (share 1): some differ from their white/pink twins.
+    babbled = [varied(s, babble=tracks, babble_share=1.0) for s in seeds]
+    assert sum(not np.array_equal(p, b) for p, b in zip(plain, babbled, strict=True)) >= 3

@@ -372,7 +372,10 @@ def run_train(
         family_weights=(("espeak", 1.0),),
     )
     tune_items = plan(intents, tune_recipe, tune_voices)
+    babble = dataset.babble_tracks(recipe, voices)
     kw: dict[str, Any] = {
+        "babble": babble,
+        "babble_share": recipe.babble_share,
         "models_dir": models_dir,
         "melspec": MELSPEC_MODEL,
         "embedding": EMBEDDING_MODEL,
