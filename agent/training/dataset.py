@@ -59,6 +59,9 @@ class Recipe:
     # of the time against 68 % in white or pink noise with 1.1.0, which never heard any.
     babble_share: float = 0.35
     babble_tracks: int = 8
+    # Sentences one phone away from a configured phrase ("help me" -> "helm me"), made from
+    # the pronunciation dictionary for whatever phrases the config has.
+    sound_alikes: int = 2400
     window_s: float = 3.0
     seed: int = 8
     families: tuple[str, ...] = ("espeak", "festival", "kokoro", "rhvoice", "pico", "mbrola")
@@ -165,6 +168,75 @@ def _negative_texts(
         t = " ".join(str(rng.choice(vocabulary)) for _ in range(n))
         if ok(t):
             yield t
+    alikes = [[t for t in sound_alikes(p) if ok(t)] for p in phrases]
+    alikes = [a for a in alikes if a]
+    for _ in range(recipe.sound_alikes if alikes else 0):
+        pool = alikes[int(rng.integers(len(alikes)))]
+        yield pool[int(rng.integers(len(pool)))]
+
+
+@functools.cache
+def _pronunciations() -> dict[str, tuple[str, ...]]:
+    """Plain word -> its first pronunciation (phones without stress) in the pocketsphinx
+    dictionary, which ships in its wheel."""
+    import pocketsphinx
+
+    path = Path(pocketsphinx.get_model_path()) / "en-us" / "cmudict-en-us.dict"
+    out: dict[str, tuple[str, ...]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        word, *phones = line.split()
+        if word.isalpha() and word.islower() and 2 <= len(word) <= 9 and phones:
+            out.setdefault(word, tuple(phones))
+    return out
+
+
+@functools.cache
+def _phone_index() -> tuple[dict[tuple[str, ...], list[str]], dict[tuple[str, ...], list[str]]]:
+    """(pronunciation -> words, pronunciation with one phone left out -> words)."""
+    exact: dict[tuple[str, ...], list[str]] = {}
+    dropped: dict[tuple[str, ...], list[str]] = {}
+    for word, ph in sorted(_pronunciations().items()):
+        exact.setdefault(ph, []).append(word)
+        for i in range(len(ph)):
+            dropped.setdefault((*ph[:i], "*", *ph[i + 1 :]), []).append(word)
+            dropped.setdefault(ph[:i] + ph[i + 1 :], []).append(word)
+    return exact, dropped
+
+
+def _one_phone_away(word: str) -> set[str]:
+    """Dictionary words whose pronunciation is ``word``'s with one phone substituted,
+    inserted or left out."""
+    ph = _pronunciations().get(word)
+    if ph is None:
+        return set()
+    exact, dropped = _phone_index()
+    found: set[str] = set(dropped.get(ph, []))  # one phone more
+    for i in range(len(ph)):
+        found.update(dropped.get((*ph[:i], "*", *ph[i + 1 :]), []))  # one phone other
+        found.update(exact.get(ph[:i] + ph[i + 1 :], []))  # one phone less
+    # Homophones of the word or of its inflections ("lite" for "light", "terns" for "turns")
+    # are the command itself, not a near miss.
+    pron = _pronunciations()
+    kin = {pron[w] for w in pron if w.startswith(word) or word.startswith(w)}
+    return {w for w in found if pron[w] not in kin}
+
+
+@functools.cache
+def sound_alikes(phrase: str) -> tuple[str, ...]:
+    """``phrase`` with one content word (3 phones or more) swapped for a word one phone
+    away: "turn on the light" -> "turn on the kite", "turn on the lied", "burn on the
+    light"... Short function words are left alone: "thee" for "the" or "an" for "on" is how
+    people say the command itself. Inflections of the word ("lights" for "light") and their
+    homophones mean the same and are skipped too."""
+    words = normalize_phrase(phrase).split()
+    pron = _pronunciations()
+    out: set[str] = set()
+    for k, word in enumerate(words):
+        if len(pron.get(word, ())) < 3:
+            continue
+        for alt in _one_phone_away(word):
+            out.add(" ".join([*words[:k], alt, *words[k + 1 :]]))
+    return tuple(sorted(out))
 
 
 @functools.cache  # read once per process: plan() runs for training and for tuning
