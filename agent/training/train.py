@@ -368,6 +368,7 @@ def run_train(
         partials=recipe.partials // 6,
         word_salad=recipe.word_salad // 6,
         noise_only=recipe.noise_only // 6,
+        sound_alikes=recipe.sound_alikes // 6,
         seed=recipe.seed + 1,
         family_weights=(("espeak", 1.0),),
     )
