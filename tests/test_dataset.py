@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from agent.training import dataset
 from agent.training.texts import EVAL_NEAR_MISSES
@@ -43,3 +46,46 @@ def test_plan_adds_sound_alikes_for_any_phrase_but_no_evaluation_sentence() -> N
     # Seeded: the same plan twice.
     assert [i.text for i in dataset.plan(intents, recipe, voices)] == [i.text for i in items]
     assert np.unique(negatives).size > 40
+
+
+def _head_weights(rng: np.random.Generator, labels: int = 3) -> dict[str, np.ndarray]:
+    from agent.training.train import HIDDEN, LAYERS
+
+    sizes = [96] + [HIDDEN] * LAYERS
+    w: dict[str, np.ndarray] = {}
+    for k in range(LAYERS):
+        w[f"conv{k}.w"] = (rng.standard_normal((sizes[k + 1], sizes[k], 3)) * 0.1).astype(
+            np.float32
+        )
+        w[f"conv{k}.b"] = (rng.standard_normal(sizes[k + 1]) * 0.1).astype(np.float32)
+    w["fc.w"] = (rng.standard_normal((labels, HIDDEN)) * 0.1).astype(np.float32)
+    w["fc.b"] = np.zeros(labels, np.float32)
+    return w
+
+
+def test_several_heads_make_one_model_that_averages_them(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    from agent.training.train import head_onnx, run_onnx
+
+    rng = np.random.default_rng(3)
+    a, b = _head_weights(rng), _head_weights(rng)
+    x = rng.standard_normal((5, 28, 96)).astype(np.float32)
+    root = tmp_path
+    out = {}
+    for name, w in (("a", a), ("b", b), ("ab", [a, b])):
+        path = root / f"{name}.onnx"
+        path.write_bytes(head_onnx(w, 28))
+        out[name] = run_onnx(path, x)
+    np.testing.assert_allclose(out["ab"], (out["a"] + out["b"]) / 2, atol=1e-6)
+    np.testing.assert_allclose(out["ab"].sum(axis=1), 1.0, atol=1e-5)
+    # One head in a list is the same model, byte for byte, as the head alone.
+    assert head_onnx([a], 28) == head_onnx(a, 28)
+
+
+def test_shipped_recipes() -> None:
+    plain, full = dataset.shipped_recipes()
+    assert (plain.babble_share, plain.sound_alikes) == (0.0, 0)
+    assert full == dataset.Recipe() and full.babble_share > 0 and full.sound_alikes > 0
+    assert dataset.shipped_recipes(heads=1) == (dataset.Recipe(),)
+    with pytest.raises(ValueError, match="heads"):
+        dataset.shipped_recipes(heads=3)

@@ -33,6 +33,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     tr.add_argument("--epochs", type=int, help="training epochs (default 40)")
     tr.add_argument("--seed", type=int, default=8)
     tr.add_argument("--cache", type=Path, help="reuse/keep features here (same recipe)")
+    tr.add_argument(
+        "--heads",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="heads averaged into the model (default 2 as shipped; 1 takes half the time)",
+    )
     tr.add_argument("--version", default="1.0.0", help="version written to the manifest")
     tr.add_argument("--models", type=Path, help="model store with the speech front end")
     tr.add_argument(
@@ -67,7 +74,7 @@ def _load(path: Path | None) -> AgentConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from agent.models.store import ModelStore
-    from agent.training.dataset import Recipe
+    from agent.training.dataset import Recipe, shipped_recipes
     from agent.training.train import TrainOptions, run_train
 
     cfg = _load(args.config)
@@ -75,24 +82,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _train_fusion(cfg, args)
     intents = {k: list(v) for k, v in cfg.intents.items()}
     if args.quick:
-        recipe = Recipe(
+        base = Recipe(
             positives_per_phrase=24,
             near_misses=60,
             other_commands=40,
             partials=30,
             word_salad=60,
             noise_only=10,
+            sound_alikes=40,
+            babble_tracks=2,
             seed=args.seed,
         )
         opts = TrainOptions(epochs=args.epochs or 8, seed=args.seed)
     else:
-        recipe = Recipe(seed=args.seed)
+        base = Recipe(seed=args.seed)
         opts = TrainOptions(epochs=args.epochs or 40, seed=args.seed)
+    recipes = shipped_recipes(base, args.heads)
     result = run_train(
         intents,
         args.out,
         models_dir=args.models or cfg.models.dir or ModelStore().root,
-        recipe=recipe,
+        recipes=recipes,
         opts=opts,
         workers=max(1, args.workers),
         version=args.version,

@@ -32,6 +32,7 @@ from agent.extractors.command import OTHER
 from agent.extractors.speech import SAMPLE_RATE
 from agent.runtimes.onnx import EXACT_INT8
 from agent.training.dataset import Recipe, featurize, labels_for, plan, training_voices
+from agent.training.voices import Voice
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -136,29 +137,53 @@ def train_head(
     return out
 
 
-def head_onnx(weights: dict[str, npt.NDArray[np.float32]], steps: int) -> bytes:
-    """The float head as ONNX, written node by node (deterministic bytes, no exporter)."""
+def head_onnx(
+    weights: dict[str, npt.NDArray[np.float32]] | Sequence[dict[str, npt.NDArray[np.float32]]],
+    steps: int,
+) -> bytes:
+    """The float head as ONNX, written node by node (deterministic bytes, no exporter).
+
+    Several heads (a sequence of weights) make one model whose output is the mean of their
+    probabilities: heads trained on differently made data err on different clips."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    n_labels = int(weights["fc.w"].shape[0])
-    inits = [numpy_helper.from_array(np.ascontiguousarray(v), k) for k, v in weights.items()]
+    heads = [weights] if isinstance(weights, dict) else list(weights)
+    n_labels = int(heads[0]["fc.w"].shape[0])
+    inits = []
     nodes = [helper.make_node("Transpose", ["embeddings"], ["h"], perm=[0, 2, 1])]
-    layers = sum(1 for k in weights if k.endswith(".w") and k.startswith("conv"))
-    h = "h"
-    for k in range(layers):
-        nodes.append(
-            helper.make_node(
-                "Conv", [h, f"conv{k}.w", f"conv{k}.b"], [f"c{k}"], pads=[1, 1], kernel_shape=[3]
+    outputs = []
+    for m, head in enumerate(heads):
+        # One head keeps the plain names (the bytes of a single-head model are unchanged).
+        pre = "" if len(heads) == 1 else f"m{m}/"
+        inits += [
+            numpy_helper.from_array(np.ascontiguousarray(v), pre + k) for k, v in head.items()
+        ]
+        layers = sum(1 for k in head if k.endswith(".w") and k.startswith("conv"))
+        h = "h"
+        for k in range(layers):
+            nodes.append(
+                helper.make_node(
+                    "Conv",
+                    [h, f"{pre}conv{k}.w", f"{pre}conv{k}.b"],
+                    [f"{pre}c{k}"],
+                    pads=[1, 1],
+                    kernel_shape=[3],
+                )
             )
-        )
-        nodes.append(helper.make_node("Relu", [f"c{k}"], [f"r{k}"]))
-        h = f"r{k}"
-    nodes += [
-        helper.make_node("ReduceMax", [h], ["pooled"], axes=[2], keepdims=0),
-        helper.make_node("Gemm", ["pooled", "fc.w", "fc.b"], ["logits"], transB=1),
-        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
-    ]
+            nodes.append(helper.make_node("Relu", [f"{pre}c{k}"], [f"{pre}r{k}"]))
+            h = f"{pre}r{k}"
+        probs = "probs" if len(heads) == 1 else f"{pre}probs"
+        nodes += [
+            helper.make_node("ReduceMax", [h], [f"{pre}pooled"], axes=[2], keepdims=0),
+            helper.make_node(
+                "Gemm", [f"{pre}pooled", f"{pre}fc.w", f"{pre}fc.b"], [f"{pre}logits"], transB=1
+            ),
+            helper.make_node("Softmax", [f"{pre}logits"], [probs], axis=1),
+        ]
+        outputs.append(probs)
+    if len(heads) > 1:
+        nodes.append(helper.make_node("Mean", outputs, ["probs"]))
     graph = helper.make_graph(
         nodes,
         "command_head",
@@ -334,32 +359,23 @@ class TrainResult:
     examples: int
 
 
-def run_train(
+def _features(
     intents: dict[str, list[str]],
-    out: Path,
+    recipe: Recipe,
+    voices: dict[str, list[Voice]],
     *,
     models_dir: Path,
-    recipe: Recipe,
-    opts: TrainOptions,
     workers: int,
-    name: str = "speech_command_int8",
-    version: str = "1.0.0",
-    enrollment: Path | None = None,
-    cache: Path | None = None,
-) -> TrainResult:
-    """Synthesize → embed → train → int8 → threshold on the tuning voices → bundle."""
-    from agent.evaluation.corpus import EXCLUDED_FROM_TRAINING, TUNE_ESPEAK
+    cache: Path | None,
+) -> tuple[
+    npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64]
+]:
+    """One member's training and tuning features (x, y, tx, ty), from ``cache`` if there."""
     from agent.extractors.embedding import EMBEDDING_MODEL, MELSPEC_MODEL
     from agent.training import dataset
 
-    started = time.monotonic()
     labels = labels_for(intents)
-    voices = training_voices(recipe)
-    _LOGGER.info(
-        "training voices: %s", ", ".join(f"{f} {len(v)}" for f, v in sorted(voices.items()))
-    )
     items = plan(intents, recipe, voices)
-    tune_voices = dataset.tuning_voices()
     tune_recipe = replace(
         recipe,
         positives_per_phrase=max(8, recipe.positives_per_phrase // 8),
@@ -372,17 +388,7 @@ def run_train(
         seed=recipe.seed + 1,
         family_weights=(("espeak", 1.0),),
     )
-    tune_items = plan(intents, tune_recipe, tune_voices)
-    babble = dataset.babble_tracks(recipe, voices)
-    kw: dict[str, Any] = {
-        "babble": babble,
-        "babble_share": recipe.babble_share,
-        "models_dir": models_dir,
-        "melspec": MELSPEC_MODEL,
-        "embedding": EMBEDDING_MODEL,
-        "window_s": recipe.window_s,
-        "workers": workers,
-    }
+    tune_items = plan(intents, tune_recipe, dataset.tuning_voices())
     # The voices found here are part of the data: another machine may lack a family.
     speakers = sorted(v.speaker + repr(v.params) for vs in voices.values() for v in vs)
     key = hashlib.sha256(
@@ -391,27 +397,88 @@ def run_train(
     cached = cache / f"features-{key}.npz" if cache else None
     if cached is not None and cached.is_file():
         data = np.load(cached)
-        x, y, tx, ty = data["x"], data["y"], data["tx"], data["ty"]
         _LOGGER.info("features from %s", cached)
-    else:
-        _LOGGER.info("synthesizing and embedding %d + %d examples", len(items), len(tune_items))
-        x, y = featurize(items, **kw)
-        tx, ty = featurize(tune_items, **kw) if tune_items else (x[:0], y[:0])
-        if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cached, x=x, y=y, tx=tx, ty=ty)
+        return data["x"], data["y"], data["tx"], data["ty"]
+    kw: dict[str, Any] = {
+        "babble": dataset.babble_tracks(recipe, voices),
+        "babble_share": recipe.babble_share,
+        "models_dir": models_dir,
+        "melspec": MELSPEC_MODEL,
+        "embedding": EMBEDDING_MODEL,
+        "window_s": recipe.window_s,
+        "workers": workers,
+    }
+    _LOGGER.info("synthesizing and embedding %d + %d examples", len(items), len(tune_items))
+    x, y = featurize(items, **kw)
+    tx, ty = featurize(tune_items, **kw) if tune_items else (x[:0], y[:0])
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cached, x=x, y=y, tx=tx, ty=ty)
+    return x, y, tx, ty
+
+
+def run_train(
+    intents: dict[str, list[str]],
+    out: Path,
+    *,
+    models_dir: Path,
+    recipes: Sequence[Recipe],
+    opts: TrainOptions,
+    workers: int,
+    name: str = "speech_command_int8",
+    version: str = "1.0.0",
+    enrollment: Path | None = None,
+    cache: Path | None = None,
+) -> TrainResult:
+    """Synthesize → embed → train one head per recipe → their average, int8 → threshold on
+    the tuning voices → bundle."""
+    from agent.evaluation.corpus import EXCLUDED_FROM_TRAINING, TUNE_ESPEAK
+    from agent.extractors.embedding import EMBEDDING_MODEL, MELSPEC_MODEL
+    from agent.training import dataset
+
+    if not recipes or len({r.window_s for r in recipes}) != 1:
+        raise ValueError("train: one or more recipes, all with the same window")
+    started = time.monotonic()
+    labels = labels_for(intents)
+    voices = training_voices(recipes[0])
+    _LOGGER.info(
+        "training voices: %s", ", ".join(f"{f} {len(v)}" for f, v in sorted(voices.items()))
+    )
+    window_s = recipes[0].window_s
+    kw: dict[str, Any] = {
+        "models_dir": models_dir,
+        "melspec": MELSPEC_MODEL,
+        "embedding": EMBEDDING_MODEL,
+        "window_s": window_s,
+        "workers": workers,
+    }
+    enrolled: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = None
     if enrollment is not None:
-        ex, ey = dataset.featurize_recordings(
-            enrollment_items(enrollment, labels, copies=40, seed=recipe.seed), **kw
+        enrolled = dataset.featurize_recordings(
+            enrollment_items(enrollment, labels, copies=40, seed=recipes[0].seed), **kw
         )
-        x, y = np.concatenate([x, ex]), np.concatenate([y, ey])
-        _LOGGER.info("added %d augmented enrolled examples", len(ey))
+        _LOGGER.info("adding %d augmented enrolled examples to each head", len(enrolled[1]))
+    members: list[dict[str, npt.NDArray[np.float32]]] = []
+    xs, txs, tys = [], [], []
+    examples = 0
+    for k, recipe in enumerate(recipes):
+        _LOGGER.info("head %d of %d", k + 1, len(recipes))
+        x, y, tx, ty = _features(
+            intents, recipe, voices, models_dir=models_dir, workers=workers, cache=cache
+        )
+        if enrolled is not None:
+            x, y = np.concatenate([x, enrolled[0]]), np.concatenate([y, enrolled[1]])
+        members.append(train_head(x, y, len(labels), opts))
+        xs.append(x)
+        txs.append(tx)
+        tys.append(ty)
+        examples += len(y)
+    x, tx, ty = np.concatenate(xs), np.concatenate(txs), np.concatenate(tys)
     steps = int(x.shape[1])
-    weights = train_head(x, y, len(labels), opts)
     work = out / ".build"
     work.mkdir(parents=True, exist_ok=True)
     float_path = work / "head_float.onnx"
-    float_path.write_bytes(head_onnx(weights, steps))
+    float_path.write_bytes(head_onnx(members, steps))
     int8_path = work / f"{name}.onnx"
     rng = np.random.default_rng(opts.seed)
     calib = x[rng.choice(len(x), size=min(400, len(x)), replace=False)]
@@ -425,13 +492,19 @@ def run_train(
     accuracy = {
         "tuning_voices": sorted(TUNE_ESPEAK),
         "tuning_examples": len(eval_y),
-        "training_examples": len(y),
+        "training_examples": examples,
+        "heads": len(members),
         "training_voices": {f: len(v) for f, v in sorted(voices.items())},
         "threshold": threshold,
         "int8": tune,
         "float": tune_float,
         "int8_float_decision_agreement": agree,
-        "recipe": asdict(recipe),
+        # One recipe per head; the model's output is the mean of the heads' probabilities.
+        **(
+            {"recipe": asdict(recipes[0])}
+            if len(recipes) == 1
+            else {"recipes": [asdict(r) for r in recipes]}
+        ),
         "excluded_from_training": sorted(EXCLUDED_FROM_TRAINING),
         "options": asdict(opts),
         "evaluate": "edge-agent evaluate (held-out voice families; see the closing note)",
@@ -443,7 +516,7 @@ def run_train(
         labels=labels,
         intents=intents,
         steps=steps,
-        window_s=recipe.window_s,
+        window_s=window_s,
         threshold=threshold,
         melspec=MELSPEC_MODEL,
         embedding=EMBEDDING_MODEL,
@@ -451,7 +524,7 @@ def run_train(
         accuracy=accuracy,
     )
     shutil.rmtree(work)
-    return TrainResult(bundle, threshold, tune, time.monotonic() - started, len(y))
+    return TrainResult(bundle, threshold, tune, time.monotonic() - started, examples)
 
 
 __all__ = ["TrainOptions", "TrainResult", "run_train", "write_bundle"]
