@@ -177,7 +177,7 @@ def test_training_babble_comes_from_training_voices_and_leaves_other_examples_al
     from agent.training import dataset
 
     voices = {"espeak": [v for v in _voices("espeak") if is_training_voice(v)][:6]}
-    recipe = dataset.Recipe(babble_tracks=2)
+    recipe = dataset.Recipe(babble_share=0.35, babble_tracks=2)
     tracks = dataset.babble_tracks(recipe, voices)
     assert len(tracks) == 2
     for t in tracks:
