@@ -185,6 +185,8 @@ def _negative_texts(
         t = " ".join(str(rng.choice(vocabulary)) for _ in range(n))
         if ok(t):
             yield t
+    if recipe.sound_alikes <= 0:
+        return  # the dictionary index is built only when it is used
     alikes = [[t for t in sound_alikes(p) if ok(t)] for p in phrases]
     alikes = [a for a in alikes if a]
     for _ in range(recipe.sound_alikes if alikes else 0):
@@ -452,11 +454,7 @@ def _featurize_recording(
 ) -> tuple[npt.NDArray[np.float32] | None, int]:
     embedder, window = _worker_state()
     audio, label, seed = job
-    babble, share = _worker_babble()
-    placed = vary(
-        audio, np.random.default_rng(seed), label, window, warp=False,
-        babble=babble, babble_share=share,
-    )  # fmt: skip
+    placed = vary(audio, np.random.default_rng(seed), label, window, warp=False)
     if placed is None:
         return None, label
     return embedder.embed(placed).astype(np.float32), label

@@ -459,8 +459,10 @@ def run_train(
         )
         _LOGGER.info("adding %d augmented enrolled examples to each head", len(enrolled[1]))
     members: list[dict[str, npt.NDArray[np.float32]]] = []
-    xs, txs, tys = [], [], []  # per head
-    examples = 0
+    xs: list[npt.NDArray[np.float32]] = []
+    # The threshold is chosen on the first recipe's tuning set: the same kinds of negatives
+    # every release was tuned on, so releases compare at the same operating point.
+    tuning: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = None
     for k, recipe in enumerate(recipes):
         _LOGGER.info("head %d of %d", k + 1, len(recipes))
         x, y, tx, ty = _features(
@@ -470,13 +472,12 @@ def run_train(
             x, y = np.concatenate([x, enrolled[0]]), np.concatenate([y, enrolled[1]])
         members.append(train_head(x, y, len(labels), opts))
         xs.append(x)
-        txs.append(tx)
-        tys.append(ty)
-        examples += len(y)
+        if tuning is None:
+            tuning = (tx, ty)
+    assert tuning is not None  # at least one recipe (checked above)
     x = np.concatenate(xs)
-    # The threshold is chosen on the first recipe's tuning set: the same kinds of negatives
-    # every release was tuned on, so releases compare at the same operating point.
-    tx, ty = txs[0], tys[0]
+    examples = len(x)
+    tx, ty = tuning
     steps = int(x.shape[1])
     work = out / ".build"
     work.mkdir(parents=True, exist_ok=True)
