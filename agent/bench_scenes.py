@@ -271,6 +271,7 @@ def run_scene(
         "latency_ms": {
             "p50": None if p50 is None else round(p50, 1),
             "p95": None if p95 is None else round(p95, 1),
+            "all": sorted(round(x, 1) for x in latencies),
         },
         "rss_mb": round(rss, 1),
         "peak_rss_mb": round(peak, 1),

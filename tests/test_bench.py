@@ -107,6 +107,7 @@ def test_cli_bench_scenes_in_real_time(tmp_path: Path, monkeypatch: pytest.Monke
         r = rows[name]
         assert r["events"] == r["commands"]
         assert r["latency_ms"]["p95"] > 0
+        assert len(r["latency_ms"]["all"]) == r["events"]  # one per event, for spotting outliers
         assert "vision_frame" in r["stage_median_ms"]
     for r in rows.values():
         assert r["cpu_s_per_media_s"] > 0 and r["rss_mb"] > 0 and r["overhead"] > 0
