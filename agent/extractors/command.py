@@ -28,7 +28,7 @@ import numpy.typing as npt
 from agent.config.runtimes import RuntimesConfig
 from agent.config.speech import SpeechConfig
 from agent.errors import ConfigError, ExtractorError, ModelError
-from agent.extractors.embedding import SpeechEmbedder
+from agent.extractors.embedding import HOP, STRIDE, SpeechEmbedder
 from agent.extractors.speech import (
     SAMPLE_RATE,
     Posterior,
@@ -45,8 +45,18 @@ _LOGGER = logging.getLogger(__name__)
 OTHER = "other"
 
 
-def fit_window(samples: npt.NDArray[np.int16], window: int) -> npt.NDArray[np.int16] | None:
-    """Centre a segment in ``window`` samples of silence; None when it does not fit.
+# Where a segment goes in the window: centred, then moved back onto the embedding's 80 ms grid
+# (STRIDE mel frames of HOP samples), so the windows of its first part are the same whatever its
+# final length and can be embedded while it is still being spoken (``stream``). Training places
+# its examples the same way.
+PLACEMENT_GRID = STRIDE * HOP
+
+
+def fit_window(
+    samples: npt.NDArray[np.int16], window: int, grid: int = PLACEMENT_GRID
+) -> npt.NDArray[np.int16] | None:
+    """Place a segment in ``window`` samples of silence (centred, on the ``grid``); None when
+    it does not fit.
 
     Training uses the same function, so the head sees segments placed exactly as here.
     """
@@ -54,14 +64,14 @@ def fit_window(samples: npt.NDArray[np.int16], window: int) -> npt.NDArray[np.in
     if n > window:
         return None
     out = np.zeros(window, dtype=np.int16)
-    start = _start(n, window)
+    start = _start(n, window, grid)
     out[start : start + n] = samples
     return out
 
 
-def _start(n: int, window: int) -> int:
+def _start(n: int, window: int, grid: int = PLACEMENT_GRID) -> int:
     """Where ``fit_window`` puts a segment of ``n`` samples."""
-    return (window - n) // 2
+    return (window - n) // 2 // grid * grid
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +145,7 @@ class CommandModelRecognizer:
         )
         self._input = head.inputs[0].name
         self._window = round(self._spec.window_s * SAMPLE_RATE)
+        self._grid = self._embedder.params.grid
         steps = self._embedder.params.steps(self._window)
         shape = head.inputs[0].shape
         if len(shape) != 3 or shape[1] not in (-1, steps):
@@ -154,7 +165,7 @@ class CommandModelRecognizer:
 
     def probabilities(self, samples: npt.NDArray[np.int16]) -> npt.NDArray[np.float32] | None:
         """Per-label probabilities of one segment; None when it is longer than the window."""
-        placed = fit_window(_as_samples(samples), self._window)
+        placed = fit_window(_as_samples(samples), self._window, self._grid)
         if placed is None:
             return None
         with self._lock:
@@ -178,10 +189,19 @@ class CommandModelRecognizer:
         if not len(x) <= final <= self._window:
             return
         placed = np.zeros(self._window, dtype=np.int16)
-        start = _start(final, self._window)
+        start = _start(final, self._window, self._grid)
         placed[start : start + len(x)] = x
         with self._lock:
             self._embedder.prefetch(placed, (start + len(x), start + final))
+
+    def stream(self, samples: npt.NDArray[np.int16]) -> None:
+        """``samples`` are the first samples of a segment still being spoken: embed what its
+        end cannot change, so the checks at its end have less to do (same answers)."""
+        x = _as_samples(samples)
+        if len(x) > self._window:
+            return
+        with self._lock:
+            self._embedder.stream(x)
 
     def recognize(self, samples: npt.NDArray[np.int16]) -> Recognition:
         x = _as_samples(samples)
@@ -232,4 +252,4 @@ class CommandModelRecognizer:
         )
 
 
-__all__ = ["OTHER", "CommandModelRecognizer", "HeadSpec", "fit_window"]
+__all__ = ["OTHER", "PLACEMENT_GRID", "CommandModelRecognizer", "HeadSpec", "fit_window"]
