@@ -291,7 +291,6 @@ class Pipeline:
         started = time.perf_counter_ns()
         stream(samples)
         self.times.add("speech_stream", started)
-        self._endpoint_ns += time.perf_counter_ns() - started
 
     def _track_presence(self) -> None:
         tracker = self.presence_state

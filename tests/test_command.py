@@ -83,16 +83,6 @@ def test_head_manifest_is_checked(tmp_path: Path) -> None:
     (folder / "manifest.json").write_text(json.dumps(bad), encoding="utf-8")
     with pytest.raises(ModelError, match="other"):
         HeadSpec.from_manifest(read_manifest(folder))
-    # The placement a head was trained with is served (1.1.0 has none: the grid).
-    assert spec.placement_grid == PLACEMENT_GRID
-    centred = json.loads((MODELS / "speech_command_int8" / "manifest.json").read_text("utf-8"))
-    centred["preprocess"]["placement_grid"] = 1
-    (folder / "manifest.json").write_text(json.dumps(centred), encoding="utf-8")
-    assert HeadSpec.from_manifest(read_manifest(folder)).placement_grid == 1
-    centred["preprocess"]["placement_grid"] = 0
-    (folder / "manifest.json").write_text(json.dumps(centred), encoding="utf-8")
-    with pytest.raises(ModelError, match="placement_grid"):
-        HeadSpec.from_manifest(read_manifest(folder))
 
 
 def test_unknown_phrase_is_a_config_error() -> None:

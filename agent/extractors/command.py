@@ -83,10 +83,6 @@ class HeadSpec:
     threshold: float
     melspec: str
     embedding: str
-    # Samples the placement is floored to (``preprocess.placement_grid``). Heads without the
-    # key (1.1.0, trained on exactly centred segments) are served on the grid: measured per
-    # clip on the held-out corpus, no loss (models/README.md).
-    placement_grid: int = PLACEMENT_GRID
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> HeadSpec:
@@ -100,14 +96,11 @@ class HeadSpec:
                 threshold=float(post["threshold"]),
                 melspec=str(pre["melspec"]),
                 embedding=str(pre["embedding"]),
-                placement_grid=int(pre.get("placement_grid", PLACEMENT_GRID)),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ModelError(f"{manifest.ref}: not a command head manifest ({err})") from err
         if not labels or labels[0] != OTHER or not 0.0 < spec.threshold < 1.0:
             raise ModelError(f"{manifest.ref}: labels must start with 'other', threshold in (0,1)")
-        if spec.placement_grid < 1:
-            raise ModelError(f"{manifest.ref}: placement_grid must be a positive sample count")
         return spec
 
 
@@ -152,10 +145,7 @@ class CommandModelRecognizer:
         )
         self._input = head.inputs[0].name
         self._window = round(self._spec.window_s * SAMPLE_RATE)
-        self._grid = self._spec.placement_grid
-        # Streaming pays only when a growing segment keeps its windows: placed on a multiple
-        # of the embedding's stride.
-        self._streams = self._grid % self._embedder.params.grid == 0
+        self._grid = self._embedder.params.grid
         steps = self._embedder.params.steps(self._window)
         shape = head.inputs[0].shape
         if len(shape) != 3 or shape[1] not in (-1, steps):
@@ -208,7 +198,7 @@ class CommandModelRecognizer:
         """``samples`` are the first samples of a segment still being spoken: embed what its
         end cannot change, so the checks at its end have less to do (same answers)."""
         x = _as_samples(samples)
-        if not self._streams or len(x) > self._window:
+        if len(x) > self._window:
             return
         with self._lock:
             self._embedder.stream(x)

