@@ -185,7 +185,6 @@ class Pipeline:
         self._endpointed: tuple[SpeechSegment, Recognition] | None = None
         segmenter.endpoint = self._endpoint
         segmenter.prefetch = self._prefetch
-        segmenter.stream = self._stream
         self._pending: list[SpeechSegment] = []
         self._endpoint_ns = 0
         self._audio_ns = 0
@@ -282,15 +281,6 @@ class Pipeline:
         prefetch(seg.samples, final)
         self.times.add("speech_prefetch", started)
         self._endpoint_ns += time.perf_counter_ns() - started
-
-    def _stream(self, samples: npt.NDArray[np.int16]) -> None:
-        """While a phrase is spoken: let the recognizer embed what is already known."""
-        stream = getattr(self.recognizer, "stream", None)
-        if stream is None:  # only the command model can use a head start
-            return
-        started = time.perf_counter_ns()
-        stream(samples)
-        self.times.add("speech_stream", started)
 
     def _track_presence(self) -> None:
         tracker = self.presence_state

@@ -17,13 +17,7 @@ from agent.cli import SAMPLES
 from agent.config.schema import AgentConfig
 from agent.config.sections import VadConfig
 from agent.core.media import AUDIO_RATE, AudioChunk
-from agent.extractors.vad import (
-    PREFETCH_LEAD_WINDOWS,
-    STREAM_EVERY_WINDOWS,
-    WINDOW,
-    Segmenter,
-    SpeechSegment,
-)
+from agent.extractors.vad import PREFETCH_LEAD_WINDOWS, WINDOW, Segmenter, SpeechSegment
 from agent.publish.sink import MemorySink
 
 WINDOW_MS = WINDOW * 1000 / AUDIO_RATE  # 32 ms
@@ -173,53 +167,3 @@ def test_prefetch_leaves_the_recognizer_s_answer_bit_for_bit_the_same() -> None:
     other.prefetch(np.flip(utterance[:-WINDOW]).copy(), len(utterance))
     p2 = other.probabilities(utterance)
     assert p2 is not None and np.array_equal(p0, p2)
-
-
-def test_stream_hands_over_the_utterance_so_far_while_it_is_spoken() -> None:
-    cfg = VadConfig(min_silence_ms=400, endpoint_ms=120, pad_ms=250)
-    script = [0.0] * 12 + [0.9] * 25 + [0.0] * 30
-    streamed: list[tuple[int, int]] = []  # (window, samples so far)
-    seg = Segmenter(cfg, Scripted(script), lambda s: True)
-    seg.stream = lambda x: streamed.append((seg.windows, len(x)))
-    samples = np.zeros(WINDOW, np.int16)
-    for i in range(len(script)):
-        list(seg.feed(AudioChunk(round(i * WINDOW * 1e9 / AUDIO_RATE), i * WINDOW, samples)))
-    # Speech starts at window 12; every STREAM_EVERY_WINDOWS windows of it after that, the
-    # audio from the padded start (3584 samples: the whole pre-roll windows within pad_ms 250)
-    # to the window just heard; none in the silence at its end (prefetch and check take over).
-    expected = [
-        (12 + k + 1, 3584 + (k + 1) * WINDOW)
-        for k in range(STREAM_EVERY_WINDOWS, 25, STREAM_EVERY_WINDOWS)
-    ]
-    assert streamed == expected
-
-
-def test_stream_then_prefetch_leave_little_for_the_check_and_the_same_answer() -> None:
-    """The shipped command model: streamed while spoken, an utterance's probabilities are
-    bit for bit those of a cold recognizer, and the prefetch finds most of its windows done."""
-    from agent.extractors.command import CommandModelRecognizer
-    from agent.models.store import ModelStore
-    from agent.sources.files import read_wav
-
-    cfg = AgentConfig()
-    store = ModelStore(cfg.models.dir)
-    audio = read_wav(SAMPLES / "person_command" / "audio.wav")
-    spoken = json.loads((SAMPLES / "person_command" / "scene.json").read_text())["timeline"][
-        "speech"
-    ][0]
-    start = int((spoken["start"] - 0.25) * AUDIO_RATE)
-    utterance = audio[start : int((spoken["end"] + 0.13) * AUDIO_RATE)]
-    cold = CommandModelRecognizer(cfg.speech, cfg.intents, store, cfg.runtimes)
-    warm = CommandModelRecognizer(cfg.speech, cfg.intents, store, cfg.runtimes)
-    every = STREAM_EVERY_WINDOWS * WINDOW
-    for k in range(every, len(utterance) - every, every):
-        warm.stream(utterance[:k])
-    lead = PREFETCH_LEAD_WINDOWS * WINDOW
-    before = warm._embedder.reused
-    warm.prefetch(utterance[:-lead], len(utterance))
-    assert warm._embedder.reused - before >= 10  # of the prefetch's ~17 windows
-    p_cold = cold.probabilities(utterance)
-    p_warm = warm.probabilities(utterance)
-    assert p_cold is not None and p_warm is not None
-    assert np.array_equal(p_cold, p_warm)
-    assert warm.recognize(utterance).intent == "light_on"

@@ -130,8 +130,8 @@ def test_energy_gate_skips_the_model_in_a_quiet_room_and_keeps_speech() -> None:
     mix[6 * AUDIO_RATE : 6 * AUDIO_RATE + len(speech)] += speech  # after the floor is known
     # A door knock in the quiet after it: it opens the gate, the probe hears no speech.
     knock = 20 * AUDIO_RATE
-    mix[knock : knock + 800] += (
-        8000 * np.exp(-np.arange(800) / 150.0) * np.sin(np.arange(800) * 0.35)
+    mix[knock : knock + 800] += 8000 * np.exp(-np.arange(800) / 150.0) * np.sin(
+        np.arange(800) * 0.35
     )
     audio = np.clip(mix, -32768, 32767).astype(np.int16)
     gated, vad_gated, seg = _cut(audio, gate_db=8.0)

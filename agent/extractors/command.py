@@ -28,7 +28,7 @@ import numpy.typing as npt
 from agent.config.runtimes import RuntimesConfig
 from agent.config.speech import SpeechConfig
 from agent.errors import ConfigError, ExtractorError, ModelError
-from agent.extractors.embedding import HOP, STRIDE, SpeechEmbedder
+from agent.extractors.embedding import SpeechEmbedder
 from agent.extractors.speech import (
     SAMPLE_RATE,
     Posterior,
@@ -45,18 +45,8 @@ _LOGGER = logging.getLogger(__name__)
 OTHER = "other"
 
 
-# Where a segment goes in the window: centred, then moved back onto the embedding's 80 ms grid
-# (STRIDE mel frames of HOP samples), so the windows of its first part are the same whatever its
-# final length and can be embedded while it is still being spoken (``stream``). Training places
-# its examples the same way.
-PLACEMENT_GRID = STRIDE * HOP
-
-
-def fit_window(
-    samples: npt.NDArray[np.int16], window: int, grid: int = PLACEMENT_GRID
-) -> npt.NDArray[np.int16] | None:
-    """Place a segment in ``window`` samples of silence (centred, on the ``grid``); None when
-    it does not fit.
+def fit_window(samples: npt.NDArray[np.int16], window: int) -> npt.NDArray[np.int16] | None:
+    """Centre a segment in ``window`` samples of silence; None when it does not fit.
 
     Training uses the same function, so the head sees segments placed exactly as here.
     """
@@ -64,14 +54,14 @@ def fit_window(
     if n > window:
         return None
     out = np.zeros(window, dtype=np.int16)
-    start = _start(n, window, grid)
+    start = _start(n, window)
     out[start : start + n] = samples
     return out
 
 
-def _start(n: int, window: int, grid: int = PLACEMENT_GRID) -> int:
+def _start(n: int, window: int) -> int:
     """Where ``fit_window`` puts a segment of ``n`` samples."""
-    return (window - n) // 2 // grid * grid
+    return (window - n) // 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +135,6 @@ class CommandModelRecognizer:
         )
         self._input = head.inputs[0].name
         self._window = round(self._spec.window_s * SAMPLE_RATE)
-        self._grid = self._embedder.params.grid
         steps = self._embedder.params.steps(self._window)
         shape = head.inputs[0].shape
         if len(shape) != 3 or shape[1] not in (-1, steps):
@@ -165,7 +154,7 @@ class CommandModelRecognizer:
 
     def probabilities(self, samples: npt.NDArray[np.int16]) -> npt.NDArray[np.float32] | None:
         """Per-label probabilities of one segment; None when it is longer than the window."""
-        placed = fit_window(_as_samples(samples), self._window, self._grid)
+        placed = fit_window(_as_samples(samples), self._window)
         if placed is None:
             return None
         with self._lock:
@@ -189,19 +178,10 @@ class CommandModelRecognizer:
         if not len(x) <= final <= self._window:
             return
         placed = np.zeros(self._window, dtype=np.int16)
-        start = _start(final, self._window, self._grid)
+        start = _start(final, self._window)
         placed[start : start + len(x)] = x
         with self._lock:
             self._embedder.prefetch(placed, (start + len(x), start + final))
-
-    def stream(self, samples: npt.NDArray[np.int16]) -> None:
-        """``samples`` are the first samples of a segment still being spoken: embed what its
-        end cannot change, so the checks at its end have less to do (same answers)."""
-        x = _as_samples(samples)
-        if len(x) > self._window:
-            return
-        with self._lock:
-            self._embedder.stream(x)
 
     def recognize(self, samples: npt.NDArray[np.int16]) -> Recognition:
         x = _as_samples(samples)
@@ -252,4 +232,4 @@ class CommandModelRecognizer:
         )
 
 
-__all__ = ["OTHER", "PLACEMENT_GRID", "CommandModelRecognizer", "HeadSpec", "fit_window"]
+__all__ = ["OTHER", "CommandModelRecognizer", "HeadSpec", "fit_window"]

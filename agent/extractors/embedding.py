@@ -19,9 +19,7 @@ fit the other. The manifests' ``preprocess`` says which one a model folder expec
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,10 +46,6 @@ INPUT_SCALE = 1.0 / 32768.0  # livekit-wakeword: int16 -> [-1, 1)
 MEL_SCALE = 0.1  # melspec output x -> x * 0.1 + 2 (openWakeWord's melspec_transform)
 MEL_OFFSET = 2.0
 MIN_SAMPLES = FRAME + (WINDOW - 1) * HOP  # 12512 samples (0.782 s): one embedding window
-# Embeddings kept for reuse, by the content of their mel window: the windows of about three
-# utterances, so a stream of an utterance while it is spoken, its prefetch and its check share
-# their work (~2 kB of keys, 100 kB of embeddings).
-CACHE_WINDOWS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +92,6 @@ class FrontEndParams:
         if min(params.frame, params.hop, params.n_mels, params.window, params.stride) <= 0:
             raise ExtractorError(f"speech front end: bad parameters {params}")
         return params
-
-    @property
-    def grid(self) -> int:
-        """Samples between embeddings: audio moved by a multiple of this gives the same
-        windows, so an utterance placed on this grid shares windows with its parts."""
-        return self.stride * self.hop
 
     @property
     def min_samples(self) -> int:
@@ -161,8 +149,8 @@ class SpeechEmbedder:
         self._batched = emb_shape[0] != 1
         self.model = model
         self._lock = threading.Lock()
-        self._cache: OrderedDict[bytes, npt.NDArray[np.float32]] = OrderedDict()
-        self.reused = 0  # windows taken from the cache (tests, stats)
+        self._prefetched: dict[bytes, npt.NDArray[np.float32]] = {}
+        self.reused = 0  # windows taken from a prefetch (tests, stats)
 
     @classmethod
     def from_store(
@@ -204,16 +192,30 @@ class SpeechEmbedder:
     def embed_mel(self, mel: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """``[F, n_mels]`` (``mel()``'s output) -> ``[T, dim]``.
 
-        Windows whose mel frames are exactly those of a window embedded lately (by
-        ``stream``, ``prefetch`` or an earlier call) are taken from the cache: the model gives
-        the same bits for a window in any batch, so the answer is the same."""
+        Windows whose mel frames are exactly those of a window ``prefetch`` computed are
+        taken from it (the model gives the same bits for a window in any batch)."""
         p = self.params
-        return self._embed_windows(mel_windows(mel, p.window, p.stride))
+        windows = mel_windows(mel, p.window, p.stride)
+        with self._lock:
+            ready = self._prefetched
+        if not ready:
+            return self._run(windows)
+        found = [ready.get(w.tobytes()) for w in windows]
+        missing = [i for i, e in enumerate(found) if e is None]
+        emb = np.empty((len(windows), p.dim), dtype=np.float32)
+        if missing:
+            emb[missing] = self._run(windows[missing])
+        for i, e in enumerate(found):
+            if e is not None:
+                emb[i] = e
+        self.reused += len(windows) - len(missing)
+        return emb
 
     def prefetch(self, audio: npt.NDArray[np.int16], unknown: tuple[int, int]) -> None:
         """Embed now the windows of ``audio`` that will not change: ``audio[a:b]`` for
         ``unknown = (a, b)`` is still to be recorded (zeros here). The next ``embed`` of the
-        finished audio reuses them; the windows over the unknown part it computes then."""
+        finished audio reuses them; the windows over the unknown part it computes then. Only
+        the last prefetch is kept."""
         p = self.params
         mel = self.mel(audio)
         windows = mel_windows(mel, p.window, p.stride)
@@ -226,42 +228,10 @@ class SpeechEmbedder:
             for j in range(len(windows))
             if j * p.stride + p.window <= first or j * p.stride > last
         ]
-        if keep:
-            self._embed_windows(windows[keep])
-
-    def stream(self, audio: npt.NDArray[np.int16]) -> None:
-        """Embed the windows of an utterance's first samples while the rest is being spoken.
-
-        ``audio`` is placed after silence on the ``grid``, so its windows are those of any
-        placement of the whole utterance on the grid (silence before it included) as long as
-        the loudest frame stays the same: the mel floor is relative to it. Windows that the
-        rest of the utterance changes are simply not found later."""
-        p = self.params
-        lead = -(-p.min_samples // p.grid) * p.grid  # one all-silent window ahead
-        placed = np.zeros(lead + len(audio), dtype=np.int16)
-        placed[lead:] = np.asarray(audio).reshape(-1)
-        self._embed_windows(mel_windows(self.mel(placed), p.window, p.stride))
-
-    def _embed_windows(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Embeddings of ``windows``, from the cache where it has them; the rest are computed
-        in one batch and cached (the oldest dropped beyond ``CACHE_WINDOWS``)."""
-        keys = [hashlib.blake2b(w.tobytes(), digest_size=16).digest() for w in windows]
+        emb = self._run(windows[keep]) if keep else np.zeros((0, p.dim), np.float32)
+        ready = {windows[j].tobytes(): emb[n] for n, j in enumerate(keep)}
         with self._lock:
-            found = [self._cache.get(k) for k in keys]
-        missing = [i for i, e in enumerate(found) if e is None]
-        emb = np.empty((len(windows), self.params.dim), dtype=np.float32)
-        if missing:
-            emb[missing] = self._run(windows[missing])
-        for i, e in enumerate(found):
-            if e is not None:
-                emb[i] = e
-        with self._lock:
-            self.reused += len(windows) - len(missing)
-            for i in missing:
-                self._cache[keys[i]] = emb[i].copy()
-            while len(self._cache) > CACHE_WINDOWS:
-                self._cache.popitem(last=False)
-        return emb
+            self._prefetched = ready
 
     def _run(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         p = self.params

@@ -13,8 +13,7 @@ pause inside a phrase ("turn on … the light") is then not cut, yet a finished 
 decided without waiting out the whole hangover. After the first silent window
 (``PREFETCH_LEAD_WINDOWS`` before that check), the utterance as it will then be (less the
 windows still to come) goes to a ``prefetch`` hook, so the recognizer does most of its work
-while they are being recorded; before that, while speech goes on, the utterance so far goes to a
-``stream`` hook every ``STREAM_EVERY_WINDOWS`` windows for the same reason.
+while they are being recorded.
 """
 
 from __future__ import annotations
@@ -69,10 +68,6 @@ NS_PER_SAMPLE = 1_000_000_000 / AUDIO_RATE
 # once) then overlaps the silence still to come instead of delaying the check; bench pairs4
 # p95 404 / 393 / 286 ms with a lead of 1 / 2 / 3 windows.
 PREFETCH_LEAD_WINDOWS = 3
-# While speech goes on, the utterance so far goes to a ``stream`` hook every this many windows
-# (256 ms): the recognizer embeds what is known, so little is left when the utterance ends
-# (four rooms ending commands at once on a 2-core box then queue ~4x less work).
-STREAM_EVERY_WINDOWS = 8
 
 
 class SpeechProbability(Protocol):
@@ -141,8 +136,6 @@ class SpeechSegment:
 EndpointCheck = Callable[["SpeechSegment"], bool]
 # (the segment so far, its length in samples when the endpoint check will see it)
 Prefetch = Callable[["SpeechSegment", int], None]
-# (the samples of the utterance recorded so far, from its padded start)
-Stream = Callable[[npt.NDArray[np.int16]], None]
 
 
 class Segmenter:
@@ -156,8 +149,6 @@ class Segmenter:
         self._stateful = vad if isinstance(vad, StatefulVad) else None
         self.endpoint = endpoint  # set by the pipeline once its recognizer exists
         self.prefetch: Prefetch | None = None
-        self.stream: Stream | None = None
-        self._speech_windows = 0  # windows since the utterance under way began
         self._pending = np.zeros(0, dtype=np.int16)
         self._pending_t0: int | None = None  # agent time of _pending[0]
         self._pad = cfg.pad_ms * AUDIO_RATE // 1000
@@ -312,10 +303,8 @@ class Segmenter:
                 self._speech_start = t0
                 self._last_speech_end = t1
                 self._silence_windows = 0
-                self._speech_windows = 0
                 self._peak = p
             return None
-        self._speech_windows += 1
         # Hysteresis: once speaking, a lower probability still counts as speech.
         if p >= self._cfg.threshold - 0.15:
             self._last_speech_end = t1
@@ -323,12 +312,6 @@ class Segmenter:
             self._peak = max(self._peak, p)
         else:
             self._silence_windows += 1
-        if (
-            self.stream is not None
-            and self._silence_windows == 0
-            and self._speech_windows % STREAM_EVERY_WINDOWS == 0
-        ):
-            self.stream(self._so_far())
         silence_ms = (t1 - self._last_speech_end) / 1e6
         too_long = (t1 - self._speech_start) / 1e9 >= self._cfg.max_segment_s
         if silence_ms >= self._cfg.min_silence_ms or too_long:
@@ -373,12 +356,6 @@ class Segmenter:
         return max(0, start - self._lead), round(
             (end_ns - self._hist_t0) / NS_PER_SAMPLE
         ) + self._pad
-
-    def _so_far(self) -> npt.NDArray[np.int16]:
-        """The utterance under way as recorded so far, from its padded start."""
-        audio = np.concatenate(self._history) if self._history else np.zeros(0, np.int16)
-        start_idx, _ = self._span(self._speech_start)
-        return audio[start_idx:]
 
     def _padded_samples(self, end_ns: int) -> int:
         """Samples ``_segment(end_ns)`` gives once all of its padding has been recorded."""

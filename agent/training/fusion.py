@@ -35,7 +35,6 @@ import numpy.typing as npt
 from agent.config.schema import AgentConfig
 from agent.errors import EdgeAgentError
 from agent.evaluation.corpus import Clip, Corpus
-from agent.extractors.command import PLACEMENT_GRID
 from agent.extractors.speech import IntentRecognizer, Posterior, Recognition
 from agent.extractors.vision import Detection, FaceDetector
 from agent.fusion.learned import FEATURES, OPERATING_POINT, features
@@ -132,10 +131,7 @@ def hear(
 
 
 def hear_key(cfg: AgentConfig, model: str) -> str:
-    # The placement grid changes the answers of the same model (see fit_window).
-    return json.dumps(
-        [model, cfg.speech.model_dump(mode="json"), cfg.intents, PLACEMENT_GRID], sort_keys=True
-    )
+    return json.dumps([model, cfg.speech.model_dump(mode="json"), cfg.intents], sort_keys=True)
 
 
 def _rec(data: dict[str, Any]) -> Recognition:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from agent.extractors.command import OTHER, PLACEMENT_GRID
+from agent.extractors.command import OTHER
 from agent.extractors.speech import SAMPLE_RATE
 from agent.runtimes.onnx import EXACT_INT8
 from agent.training.dataset import Recipe, featurize, labels_for, plan, training_voices
@@ -391,11 +391,8 @@ def _features(
     tune_items = plan(intents, tune_recipe, dataset.tuning_voices())
     # The voices found here are part of the data: another machine may lack a family.
     speakers = sorted(v.speaker + repr(v.params) for vs in voices.values() for v in vs)
-    # Where examples sit in the window is part of the features too (see fit_window).
     key = hashlib.sha256(
-        json.dumps(
-            [asdict(recipe), labels, speakers, {"placement_grid": PLACEMENT_GRID}], sort_keys=True
-        ).encode()
+        json.dumps([asdict(recipe), labels, speakers], sort_keys=True).encode()
     ).hexdigest()[:16]
     cached = cache / f"features-{key}.npz" if cache else None
     if cached is not None and cached.is_file():
