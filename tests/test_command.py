@@ -157,13 +157,18 @@ def test_train_quick_writes_an_installable_bundle(tmp_path: Path) -> None:
     config = tmp_path / "agent.yaml"
     config.write_text('intents:\n  light_on: ["turn on the light"]\n  help: ["help me"]\n', "utf-8")
     out = tmp_path / "bundle" / "speech_command_int8"
-    rc = main(["train", "--config", str(config), "--out", str(out), "--quick", "--workers", "2"])
+    # Two seeds: two heads on the same features, averaged in the one model.
+    rc = main(
+        ["train", "--config", str(config), "--out", str(out), "--quick", "--workers", "2"]
+        + ["--seeds", "2"]
+    )
     assert rc == 0
     manifest = read_manifest(out)
     assert manifest.precision == "int8"
     assert manifest.postprocess["labels"] == ["other", "help me", "turn on the light"]
     accuracy = json.loads((out / "accuracy.json").read_text("utf-8"))
     assert accuracy["tuning_voices"] and 0 < accuracy["threshold"] < 1
+    assert accuracy["heads"] == 2 and accuracy["options"]["seeds"] == 2
     store_root = tmp_path / "store"
     for name in ("speech_melspec", "speech_embedding_int8"):
         shutil.copytree(MODELS / name, store_root / name)

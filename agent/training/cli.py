@@ -19,6 +19,13 @@ def _state_dir() -> Path:
     return Path(base.split(":")[0]) if base else Path("~/.local/state/edge-agent").expanduser()
 
 
+def _seeds(text: str) -> int:
+    n = int(text)
+    if not 1 <= n <= 16:
+        raise argparse.ArgumentTypeError(f"{n}: 1 to 16 heads per recipe")
+    return n
+
+
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tr = sub.add_parser(
         "train",
@@ -40,6 +47,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=1,
         help="heads averaged into the model: 1 as shipped; 2 adds a head trained with babble "
         "and sound-alikes (twice the time; see models/README.md)",
+    )
+    tr.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=1,
+        help="heads per recipe, each from another seed on the same features, averaged in the "
+        "model (a few minutes each; see models/README.md)",
     )
     tr.add_argument("--version", default="1.0.0", help="version written to the manifest")
     tr.add_argument("--models", type=Path, help="model store with the speech front end")
@@ -93,10 +107,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             babble_tracks=2,
             seed=args.seed,
         )
-        opts = TrainOptions(epochs=args.epochs or 8, seed=args.seed)
+        opts = TrainOptions(epochs=args.epochs or 8, seed=args.seed, seeds=args.seeds)
     else:
         base = Recipe(seed=args.seed)
-        opts = TrainOptions(epochs=args.epochs or 40, seed=args.seed)
+        opts = TrainOptions(epochs=args.epochs or 40, seed=args.seed, seeds=args.seeds)
     recipes = shipped_recipes(base, args.heads)
     result = run_train(
         intents,

@@ -56,6 +56,9 @@ class TrainOptions:
     weight_decay: float = 1e-3
     max_false_accept: float = 0.03  # on the tuning voices' negatives
     seed: int = 8
+    # Heads per recipe, each trained from another seed (seed, seed + 1, ...) on the same
+    # features and averaged in the one model: the first is the single-seed head.
+    seeds: int = 1
 
 
 # --------------------------------------------------------------------------- the head
@@ -470,7 +473,8 @@ def run_train(
         )
         if enrolled is not None:
             x, y = np.concatenate([x, enrolled[0]]), np.concatenate([y, enrolled[1]])
-        members.append(train_head(x, y, len(labels), opts))
+        for k in range(opts.seeds):
+            members.append(train_head(x, y, len(labels), replace(opts, seed=opts.seed + k)))
         xs.append(x)
         if tuning is None:
             tuning = (tx, ty)
