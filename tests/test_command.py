@@ -158,10 +158,8 @@ def test_train_quick_writes_an_installable_bundle(tmp_path: Path) -> None:
     config.write_text('intents:\n  light_on: ["turn on the light"]\n  help: ["help me"]\n', "utf-8")
     out = tmp_path / "bundle" / "speech_command_int8"
     # Two seeds: two heads on the same features, averaged in the one model.
-    rc = main(
-        ["train", "--config", str(config), "--out", str(out), "--quick", "--workers", "2"]
-        + ["--seeds", "2"]
-    )
+    args = ["train", "--config", str(config), "--out", str(out), "--quick", "--workers", "2"]
+    rc = main([*args, "--seeds", "2"])
     assert rc == 0
     manifest = read_manifest(out)
     assert manifest.precision == "int8"
