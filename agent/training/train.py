@@ -433,8 +433,8 @@ def run_train(
     enrollment: Path | None = None,
     cache: Path | None = None,
 ) -> TrainResult:
-    """Synthesize → embed → train one head per recipe → their average, int8 → threshold on
-    the tuning voices → bundle."""
+    """Synthesize → embed → train ``opts.seeds`` heads per recipe → their average, int8 →
+    threshold on the tuning voices → bundle."""
     from agent.evaluation.corpus import EXCLUDED_FROM_TRAINING, TUNE_ESPEAK
     from agent.extractors.embedding import EMBEDDING_MODEL, MELSPEC_MODEL
     from agent.training import dataset
